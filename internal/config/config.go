@@ -1,0 +1,223 @@
+// Package config reads the one meshguard configuration file shared by `lint`, `serve`, `audit`
+// and `check`: rule switches, severities and parameters, webhook enforcement, and the runtime
+// checker's settings.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Enforcement is what the webhook does with a rule's error findings.
+type Enforcement string
+
+const (
+	// EnforceDeny refuses the object (error findings only; warnings stay warnings).
+	EnforceDeny Enforcement = "deny"
+	// EnforceWarn turns every finding into an admission warning and never denies.
+	EnforceWarn Enforcement = "warn"
+	// EnforceAudit admits silently; findings are logged and counted only.
+	EnforceAudit Enforcement = "audit"
+)
+
+// Config is the whole file. Every field has a default (Default()), so an empty file is valid.
+type Config struct {
+	// RootNamespace is Istio's root config namespace: policies there without a selector are mesh-wide.
+	RootNamespace string `json:"rootNamespace,omitempty"`
+	// MeshDomain is the cluster DNS domain used to expand short host names.
+	MeshDomain string `json:"meshDomain,omitempty"`
+	// Rules tunes individual rules by ID.
+	Rules map[string]RuleConfig `json:"rules,omitempty"`
+	// Webhook configures `meshguard serve`.
+	Webhook Webhook `json:"webhook,omitempty"`
+	// Check configures `meshguard check`.
+	Check Check `json:"check,omitempty"`
+}
+
+// RuleConfig overrides one rule's defaults.
+type RuleConfig struct {
+	// Enabled switches the rule off when false.
+	Enabled *bool `json:"enabled,omitempty"`
+	// Severity overrides the default severity: error, warning or info.
+	Severity string `json:"severity,omitempty"`
+	// Enforcement overrides the webhook's global enforcement for this rule.
+	Enforcement Enforcement `json:"enforcement,omitempty"`
+	// Params overrides the rule's parameters by name.
+	Params map[string]any `json:"params,omitempty"`
+}
+
+// Webhook configures the admission webhook.
+type Webhook struct {
+	// Enforcement is the default for every rule: deny, warn or audit.
+	Enforcement Enforcement `json:"enforcement,omitempty"`
+	// FailurePolicy is the answer when evaluation fails (a policy error, a panic, the deadline):
+	// "allow" (admit with a warning) or "deny".
+	FailurePolicy string `json:"failurePolicy,omitempty"`
+	// Timeout bounds one evaluation; keep it below the API server's webhook timeoutSeconds.
+	Timeout Duration `json:"timeout,omitempty"`
+	// MaxRequestBytes bounds an AdmissionReview body.
+	MaxRequestBytes int64 `json:"maxRequestBytes,omitempty"`
+	// MaxConcurrentReviews bounds evaluations in flight.
+	MaxConcurrentReviews int `json:"maxConcurrentReviews,omitempty"`
+}
+
+// Check configures the runtime checker.
+type Check struct {
+	Prometheus    Endpoint          `json:"prometheus,omitempty"`
+	Alertmanagers []Endpoint        `json:"alertmanagers,omitempty"`
+	Interval      Duration          `json:"interval,omitempty"`
+	Window        Duration          `json:"window,omitempty"`
+	Namespaces    NamespaceFilter   `json:"namespaces,omitempty"`
+	ExtraLabels   map[string]string `json:"extraLabels,omitempty"`
+	Thresholds    Thresholds        `json:"thresholds,omitempty"`
+	// RunbookBaseURL prefixes each alert's runbook anchor.
+	RunbookBaseURL string `json:"runbookBaseURL,omitempty"`
+	// PrometheusExternalURL is used for alerts' generatorURL when Prometheus is reached under
+	// another address than users open (defaults to the Prometheus URL).
+	PrometheusExternalURL string `json:"prometheusExternalURL,omitempty"`
+}
+
+// Endpoint is an HTTP server the checker talks to, with its credentials.
+type Endpoint struct {
+	URL             string     `json:"url,omitempty"`
+	BearerToken     string     `json:"bearerToken,omitempty"`
+	BearerTokenFile string     `json:"bearerTokenFile,omitempty"`
+	BasicAuth       *BasicAuth `json:"basicAuth,omitempty"`
+	TLS             *TLS       `json:"tls,omitempty"`
+}
+
+// BasicAuth holds basic-auth credentials.
+type BasicAuth struct {
+	Username     string `json:"username"`
+	Password     string `json:"password,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
+}
+
+// TLS holds client TLS options.
+type TLS struct {
+	CAFile             string `json:"caFile,omitempty"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+}
+
+// NamespaceFilter narrows the namespaces the checker looks at.
+type NamespaceFilter struct {
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+}
+
+// Thresholds are the checker's alert thresholds.
+type Thresholds struct {
+	// RetryRatio: retries / requests above which MeshRetryStorm fires.
+	RetryRatio float64 `json:"retryRatio,omitempty"`
+	// UpstreamTimeoutRatio: share of UT responses above which MeshUpstreamTimeouts fires.
+	UpstreamTimeoutRatio float64 `json:"upstreamTimeoutRatio,omitempty"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads "30s"-style durations.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+// Default returns the built-in defaults.
+func Default() *Config {
+	return &Config{
+		RootNamespace: "istio-system",
+		MeshDomain:    "cluster.local",
+		Webhook: Webhook{
+			Enforcement:          EnforceDeny,
+			FailurePolicy:        "allow",
+			Timeout:              Duration{8 * time.Second},
+			MaxRequestBytes:      3 << 20,
+			MaxConcurrentReviews: 64,
+		},
+		Check: Check{
+			Interval:       Duration{30 * time.Second},
+			Window:         Duration{5 * time.Minute},
+			Thresholds:     Thresholds{RetryRatio: 0.05, UpstreamTimeoutRatio: 0.01},
+			RunbookBaseURL: "https://github.com/meshguard/meshguard/blob/main/docs/runbooks.md",
+		},
+	}
+}
+
+// Load reads path over the defaults; an empty path gives the defaults. Unknown keys are errors:
+// a misspelt setting must not be silently ignored.
+func Load(path string) (*Config, error) {
+	c := Default()
+	if path == "" {
+		return c, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if err := Parse(data, c); err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse reads YAML data over c and validates the result.
+func Parse(data []byte, c *Config) error {
+	if err := yaml.UnmarshalStrict(data, c); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
+// Validate checks the values that are not rule-specific (rules validate their own params).
+func (c *Config) Validate() error {
+	var errs []error
+	switch c.Webhook.Enforcement {
+	case EnforceDeny, EnforceWarn, EnforceAudit:
+	default:
+		errs = append(errs, fmt.Errorf("webhook.enforcement: %q is not deny, warn or audit", c.Webhook.Enforcement))
+	}
+	switch c.Webhook.FailurePolicy {
+	case "allow", "deny":
+	default:
+		errs = append(errs, fmt.Errorf("webhook.failurePolicy: %q is not allow or deny", c.Webhook.FailurePolicy))
+	}
+	for id, r := range c.Rules {
+		switch r.Severity {
+		case "", "error", "warning", "info":
+		default:
+			errs = append(errs, fmt.Errorf("rules.%s.severity: %q is not error, warning or info", id, r.Severity))
+		}
+		switch r.Enforcement {
+		case "", EnforceDeny, EnforceWarn, EnforceAudit:
+		default:
+			errs = append(errs, fmt.Errorf("rules.%s.enforcement: %q is not deny, warn or audit", id, r.Enforcement))
+		}
+	}
+	if c.Check.Interval.Duration < 0 || c.Check.Window.Duration < 0 {
+		errs = append(errs, errors.New("check.interval and check.window must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// EnforcementFor returns the webhook enforcement of a rule.
+func (c *Config) EnforcementFor(rule string) Enforcement {
+	if r, ok := c.Rules[rule]; ok && r.Enforcement != "" {
+		return r.Enforcement
+	}
+	return c.Webhook.Enforcement
+}

@@ -1,0 +1,504 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/manifest"
+	"github.com/meshguard/meshguard/internal/mesh"
+)
+
+// IDs of the rules the engine implements itself.
+const (
+	RuleInvalidDocument    = "MG001"
+	RuleMalformedException = "MG008"
+	RuleExpiredException   = "MG009"
+)
+
+// ErrEvaluation wraps failures of a rule itself (not of the object under review), so callers can
+// tell "the policy broke" from "the object is bad".
+var ErrEvaluation = errors.New("rule evaluation failed")
+
+// Options configures New.
+type Options struct {
+	// Rules is the whole bundle: built-in rules plus any custom ones.
+	Rules []*Rule
+	// Custom is conftest-style Rego (deny/warn/violation rules over the raw object).
+	Custom *CustomRego
+	// Config tunes rules; nil means defaults.
+	Config *config.Config
+	// Now is the clock exceptions expire against; nil means time.Now.
+	Now func() time.Time
+}
+
+// Engine evaluates a compiled bundle. Build one with New; it is safe for concurrent use.
+type Engine struct {
+	cfg      *config.Config
+	now      func() time.Time
+	rules    []*Rule
+	byID     map[string]*Rule
+	enabled  map[string]bool
+	severity map[string]Severity
+	params   map[string]map[string]any
+	cel      map[string]*celProgram
+	celKind  map[string][]*Rule
+	rego     *regoSet
+	custom   *CustomRego
+	paramsV  *ast.Term
+}
+
+// New validates the configuration against the rules and compiles every enabled rule once.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	cfg := opts.Config
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	e := &Engine{
+		cfg: cfg, now: opts.Now, custom: opts.Custom,
+		byID: map[string]*Rule{}, enabled: map[string]bool{}, severity: map[string]Severity{},
+		params: map[string]map[string]any{}, cel: map[string]*celProgram{}, celKind: map[string][]*Rule{},
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if len(opts.Rules) == 0 && opts.Custom == nil {
+		return nil, errors.New("load rules: the bundle is empty")
+	}
+	var errs []error
+	for _, r := range opts.Rules {
+		if prev, dup := e.byID[r.ID]; dup {
+			errs = append(errs, fmt.Errorf("load rules: %s is defined twice (%s and %s)", r.ID, prev.Source, r.Source))
+			continue
+		}
+		e.byID[r.ID] = r
+		e.rules = append(e.rules, r)
+	}
+	SortRules(e.rules)
+	for id, rc := range cfg.Rules {
+		if _, ok := e.byID[id]; !ok && !opts.Custom.has(id) {
+			errs = append(errs, fmt.Errorf("config rules.%s: no such rule", id))
+			continue
+		}
+		_ = rc
+	}
+	for _, r := range e.rules {
+		rc := cfg.Rules[r.ID]
+		e.enabled[r.ID] = rc.Enabled == nil || *rc.Enabled
+		e.severity[r.ID] = r.DefaultSeverity
+		if rc.Severity != "" {
+			s, err := ParseSeverity(rc.Severity)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("config rules.%s.severity: %w", r.ID, err))
+			}
+			e.severity[r.ID] = s
+		}
+		p, err := resolveParams(r, rc.Params)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config rules.%s.params: %w", r.ID, err))
+		}
+		e.params[r.ID] = p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	env, err := celRuleEnv(cfg.MeshDomain)
+	if err != nil {
+		return nil, fmt.Errorf("build CEL environment: %w", err)
+	}
+	envoy, err := envoyCELEnv()
+	if err != nil {
+		return nil, fmt.Errorf("build Envoy CEL environment: %w", err)
+	}
+	var regoRules []*Rule
+	for _, r := range e.rules {
+		if !e.enabled[r.ID] {
+			continue
+		}
+		switch r.Lang {
+		case "cel":
+			p, err := compileCEL(env, r)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			e.cel[r.ID] = p
+			for _, k := range manifest.Kinds() {
+				if r.AppliesTo(k) {
+					e.celKind[k] = append(e.celKind[k], r)
+				}
+			}
+		case "rego":
+			regoRules = append(regoRules, r)
+		}
+	}
+	bs := builtinOpts(builtins(cfg.MeshDomain, envoy))
+	if e.rego, err = prepareRego(ctx, regoRules, manifest.Kinds(), bs); err != nil {
+		errs = append(errs, err)
+	}
+	if e.custom != nil {
+		if err := e.custom.prepare(ctx, bs); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	pv, err := ast.InterfaceToValue(e.params)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("rule params: %w", err))
+	}
+	e.paramsV = ast.NewTerm(pv)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func resolveParams(r *Rule, overrides map[string]any) (map[string]any, error) {
+	out := map[string]any{}
+	known := map[string]Param{}
+	for _, p := range r.Params {
+		known[p.Name] = p
+		v, _ := coerceParam(p, p.Default)
+		out[p.Name] = v
+	}
+	var errs []error
+	for name, v := range overrides {
+		p, ok := known[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: unknown parameter", name))
+			continue
+		}
+		cv, err := coerceParam(p, v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		out[name] = cv
+	}
+	return out, errors.Join(errs...)
+}
+
+// Rules lists every rule of the bundle, sorted by ID.
+func (e *Engine) Rules() []*Rule { return e.rules }
+
+// Rule returns the rule with id, or nil.
+func (e *Engine) Rule(id string) *Rule { return e.byID[id] }
+
+// Enabled tells whether a rule is on.
+func (e *Engine) Enabled(id string) bool { return e.enabled[id] }
+
+// Severity returns a rule's configured severity.
+func (e *Engine) Severity(id string) Severity {
+	if s, ok := e.severity[id]; ok {
+		return s
+	}
+	return SeverityError
+}
+
+// Params returns a rule's effective parameters.
+func (e *Engine) Params(id string) map[string]any { return e.params[id] }
+
+// Config returns the configuration the engine was built with.
+func (e *Engine) Config() *config.Config { return e.cfg }
+
+// Problem turns a document that could not be decoded into an MG001 finding; nil when MG001 is off.
+func (e *Engine) Problem(p *manifest.Problem) *Finding {
+	if !e.enabled[RuleInvalidDocument] {
+		return nil
+	}
+	f := &Finding{
+		Rule: RuleInvalidDocument, Severity: e.Severity(RuleInvalidDocument),
+		Kind: p.Kind, APIVersion: p.APIVersion, Namespace: p.Namespace, Name: p.Name,
+		File: p.File, Line: p.Line, Path: p.Path, Message: p.Message,
+	}
+	if r := e.byID[RuleInvalidDocument]; r != nil {
+		f.Hint = r.Remediation
+	}
+	return f
+}
+
+// Review evaluates every enabled rule that applies to obj, comparing it against inv. A panic in
+// a rule is recovered and returned as an error wrapping ErrEvaluation.
+func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory) (fs []Finding, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fs, err = nil, fmt.Errorf("review %s: %w: panic: %v\n%s", obj.Ref(), ErrEvaluation, r, debug.Stack())
+		}
+	}()
+	r := review{e: e, obj: obj}
+	silenced := r.exceptions()
+
+	for _, rule := range e.celKind[obj.Kind] {
+		vars := map[string]any{"object": obj.Raw, "params": e.params[rule.ID], "rootNamespace": e.cfg.RootNamespace}
+		for _, site := range r.sites(rule.Scope) {
+			vars["site"] = site.Value
+			vs, err := e.cel[rule.ID].eval(ctx, vars)
+			if err != nil {
+				return nil, fmt.Errorf("review %s: rule %s at %s: %w: %v", obj.Ref(), rule.ID, orRoot(site.Path), ErrEvaluation, err)
+			}
+			for _, v := range vs {
+				r.add(rule.ID, joinPath(site.Path, v.field), v.message)
+			}
+		}
+	}
+
+	if q := e.rego.queries[regoKey{obj.Kind, inv != nil && inv.Complete()}]; q != nil {
+		res, err := q.eval(ctx, e.regoInput(&r, inv))
+		if err != nil {
+			return nil, fmt.Errorf("review %s: rego rules: %w: %v", obj.Ref(), ErrEvaluation, err)
+		}
+		for _, rule := range q.rules {
+			for _, v := range res[rule.ID] {
+				r.add(rule.ID, v.field, v.message)
+			}
+		}
+	}
+
+	if e.custom != nil {
+		found, err := e.custom.eval(ctx, obj)
+		if err != nil {
+			return nil, fmt.Errorf("review %s: custom policies: %w: %v", obj.Ref(), ErrEvaluation, err)
+		}
+		for _, c := range found {
+			if rc, ok := e.cfg.Rules[c.rule]; ok && rc.Enabled != nil && !*rc.Enabled {
+				continue
+			}
+			sev := c.severity
+			if rc, ok := e.cfg.Rules[c.rule]; ok && rc.Severity != "" {
+				sev, _ = ParseSeverity(rc.Severity)
+			}
+			r.addWith(c.rule, sev, c.field, c.message, "")
+		}
+	}
+	out := r.findings[:0]
+	for _, f := range r.findings {
+		if !silenced[f.Rule] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// ReviewInventory evaluates the rules that look at the inventory as a whole (MG504: no
+// mesh-wide STRICT policy), which run on complete inventories only.
+func (e *Engine) ReviewInventory(ctx context.Context, inv Inventory) ([]Finding, error) {
+	q := e.rego.queries[regoKey{"", inv.Complete()}]
+	if q == nil {
+		return nil, nil
+	}
+	var meshWide []any
+	for _, pa := range inv.List(manifest.KindPeerAuthentication, e.cfg.RootNamespace) {
+		spec, _ := pa.Raw["spec"].(map[string]any)
+		if !mesh.Scoped(spec) {
+			meshWide = append(meshWide, pa.Raw)
+		}
+	}
+	input, err := ast.InterfaceToValue(map[string]any{
+		"related":       map[string]any{"meshWidePeerAuthentications": meshWide},
+		"rootNamespace": e.cfg.RootNamespace,
+		"complete":      inv.Complete(),
+		"params":        e.params,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("review inventory: %w", err)
+	}
+	res, err := q.eval(ctx, input)
+	if err != nil {
+		return nil, fmt.Errorf("review inventory: %w: %v", ErrEvaluation, err)
+	}
+	var out []Finding
+	for _, rule := range q.rules {
+		for _, v := range res[rule.ID] {
+			out = append(out, Finding{
+				Rule: rule.ID, Severity: e.Severity(rule.ID), Kind: manifest.KindPeerAuthentication,
+				Namespace: e.cfg.RootNamespace, Path: v.field, Message: v.message, Hint: rule.Remediation,
+			})
+		}
+	}
+	return out, nil
+}
+
+// review is the state of one object's evaluation.
+type review struct {
+	e        *Engine
+	obj      *manifest.Object
+	sitesBy  map[Scope][]Site
+	findings []Finding
+}
+
+func (r *review) sites(s Scope) []Site {
+	if v, ok := r.sitesBy[s]; ok {
+		return v
+	}
+	if r.sitesBy == nil {
+		r.sitesBy = map[Scope][]Site{}
+	}
+	v := Sites(r.obj, s)
+	r.sitesBy[s] = v
+	return v
+}
+
+func (r *review) add(rule, path, message string) {
+	hint := ""
+	if rr := r.e.byID[rule]; rr != nil {
+		hint = rr.Remediation
+	}
+	r.addWith(rule, r.e.Severity(rule), path, message, hint)
+}
+
+func (r *review) addWith(rule string, sev Severity, path, message, hint string) {
+	o := r.obj
+	r.findings = append(r.findings, Finding{
+		Rule: rule, Severity: sev, Kind: o.Kind, APIVersion: o.APIVersion, Namespace: o.Namespace,
+		Name: o.Name, File: o.File, Line: o.FieldLine(path), Path: path, Message: message, Hint: hint,
+	})
+}
+
+// exceptions reports malformed and expired exception annotations and returns the rules that
+// valid ones silence.
+func (r *review) exceptions() map[string]bool {
+	var silenced map[string]bool
+	for _, ex := range exceptionsOf(r.obj) {
+		switch {
+		case ex.Problem != "":
+			if r.e.enabled[RuleMalformedException] {
+				r.add(RuleMalformedException, ex.Path, "malformed exception for "+ex.Rule+": "+ex.Problem)
+			}
+		case r.e.byID[ex.Rule] == nil && !r.e.custom.has(ex.Rule):
+			if r.e.enabled[RuleMalformedException] {
+				r.add(RuleMalformedException, ex.Path, fmt.Sprintf("exception names unknown rule %q", ex.Rule))
+			}
+		case ex.Expired(r.e.now()):
+			if r.e.enabled[RuleExpiredException] {
+				r.add(RuleExpiredException, ex.Path, fmt.Sprintf("exception for %s expired on %s (reason: %s); it silences nothing", ex.Rule, ex.Expires.Format("2006-01-02"), ex.Reason))
+			}
+		default:
+			if silenced == nil {
+				silenced = map[string]bool{}
+			}
+			silenced[ex.Rule] = true
+		}
+	}
+	return silenced
+}
+
+// regoInput builds the input of the built-in Rego rules: the object, its sites, the related
+// objects the cross-object rules compare against, and every rule's parameters.
+func (e *Engine) regoInput(r *review, inv Inventory) ast.Value {
+	obj := r.obj
+	objTerm := objectTerm(obj)
+	related := map[string]*ast.Term{}
+	if inv != nil {
+		switch obj.Kind {
+		case manifest.KindVirtualService:
+			var drs []*ast.Term
+			seen := map[string]bool{}
+			for _, host := range routeHosts(obj) {
+				fqdn := mesh.FQDN(host, obj.Namespace, e.cfg.MeshDomain)
+				if seen[fqdn] {
+					continue
+				}
+				seen[fqdn] = true
+				for _, dr := range inv.DestinationRules(fqdn) {
+					drs = append(drs, objectTerm(dr))
+				}
+			}
+			related["destinationRules"] = ast.ArrayTerm(drs...)
+		case manifest.KindDestinationRule:
+			host := specString(obj, "host")
+			if ns, ok := mesh.HostNamespace(host, obj.Namespace, e.cfg.MeshDomain); ok {
+				eff := inv.MTLS().Namespace(ns)
+				m := map[string]any{"namespace": ns, "mode": string(eff.Mode), "level": string(eff.Level)}
+				if eff.Policy != nil {
+					m["policy"] = eff.Policy.Namespace + "/" + eff.Policy.Name
+				}
+				v, _ := ast.InterfaceToValue(m)
+				related["mtls"] = ast.NewTerm(v)
+			}
+		case manifest.KindPeerAuthentication, manifest.KindTelemetry:
+			var sib []*ast.Term
+			for _, o := range inv.List(obj.Kind, obj.Namespace) {
+				if o.Key() != obj.Key() {
+					sib = append(sib, objectTerm(o))
+				}
+			}
+			related["siblings"] = ast.ArrayTerm(sib...)
+		}
+	}
+	relObj := ast.NewObject()
+	for k, v := range related {
+		relObj.Insert(ast.StringTerm(k), v)
+	}
+	sites := ast.NewObject()
+	for _, s := range []Scope{ScopeHTTPRoute, ScopeTrafficPolicy} {
+		if (s == ScopeHTTPRoute && obj.Kind == manifest.KindVirtualService) || (s == ScopeTrafficPolicy && obj.Kind == manifest.KindDestinationRule) {
+			v, _ := ast.InterfaceToValue(siteValues(r.sites(s)))
+			sites.Insert(ast.StringTerm(string(s)), ast.NewTerm(v))
+		}
+	}
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("object"), objTerm),
+		ast.Item(ast.StringTerm("sites"), ast.NewTerm(sites)),
+		ast.Item(ast.StringTerm("related"), ast.NewTerm(relObj)),
+		ast.Item(ast.StringTerm("params"), e.paramsV),
+		ast.Item(ast.StringTerm("rootNamespace"), ast.StringTerm(e.cfg.RootNamespace)),
+		ast.Item(ast.StringTerm("complete"), ast.BooleanTerm(inv != nil && inv.Complete())),
+	)
+}
+
+// objectTerm is the object's Rego form, converted once per object.
+func objectTerm(o *manifest.Object) *ast.Term {
+	return o.Memo("rego", func() any {
+		v, err := ast.InterfaceToValue(o.Raw)
+		if err != nil {
+			return ast.NullTerm()
+		}
+		return ast.NewTerm(v)
+	}).(*ast.Term)
+}
+
+// routeHosts lists the destination hosts of a VirtualService's HTTP routes.
+func routeHosts(o *manifest.Object) []string {
+	spec, _ := o.Raw["spec"].(map[string]any)
+	routes, _ := spec["http"].([]any)
+	var hosts []string
+	for _, rt := range routes {
+		rm, _ := rt.(map[string]any)
+		dests, _ := rm["route"].([]any)
+		for _, d := range dests {
+			dm, _ := d.(map[string]any)
+			dest, _ := dm["destination"].(map[string]any)
+			if h, ok := dest["host"].(string); ok {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	sort.Strings(hosts)
+	return hosts
+}
+
+func joinPath(site, field string) string {
+	switch {
+	case field == "":
+		return site
+	case site == "":
+		return field
+	case strings.HasPrefix(field, "["):
+		return site + field
+	}
+	return site + "." + field
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return "object"
+	}
+	return p
+}

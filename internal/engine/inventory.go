@@ -1,0 +1,86 @@
+package engine
+
+import (
+	"github.com/meshguard/meshguard/internal/manifest"
+	"github.com/meshguard/meshguard/internal/mesh"
+)
+
+// Inventory is every object a review may compare against: the files of a lint run, or the
+// cluster's objects in the webhook and the audit.
+type Inventory interface {
+	// List returns the objects of kind in namespace, or in every namespace when namespace is "".
+	List(kind, namespace string) []*manifest.Object
+	// DestinationRules returns the DestinationRules whose host expands to fqdn.
+	DestinationRules(fqdn string) []*manifest.Object
+	// MTLS resolves PeerAuthentications.
+	MTLS() *mesh.Resolver
+	// Complete tells whether the inventory is the whole configuration, so that rules reporting
+	// something missing may run.
+	Complete() bool
+}
+
+// Index is an immutable Inventory over a set of objects.
+type Index struct {
+	complete bool
+	byKind   map[string][]*manifest.Object
+	byKindNS map[string][]*manifest.Object
+	drByHost map[string][]*manifest.Object
+	resolver *mesh.Resolver
+}
+
+// NewIndex indexes objects. rootNamespace and domain resolve policies and hosts as Istio does.
+func NewIndex(objects []*manifest.Object, complete bool, rootNamespace, domain string) *Index {
+	ix := &Index{
+		complete: complete,
+		byKind:   map[string][]*manifest.Object{},
+		byKindNS: map[string][]*manifest.Object{},
+		drByHost: map[string][]*manifest.Object{},
+	}
+	for _, o := range objects {
+		ix.byKind[o.Kind] = append(ix.byKind[o.Kind], o)
+		k := o.Kind + "/" + o.Namespace
+		ix.byKindNS[k] = append(ix.byKindNS[k], o)
+		if o.Kind == manifest.KindDestinationRule {
+			host := mesh.FQDN(specString(o, "host"), o.Namespace, domain)
+			ix.drByHost[host] = append(ix.drByHost[host], o)
+		}
+	}
+	ix.resolver = mesh.NewResolver(rootNamespace, ix.byKind[manifest.KindPeerAuthentication])
+	return ix
+}
+
+func (ix *Index) List(kind, namespace string) []*manifest.Object {
+	if namespace == "" {
+		return ix.byKind[kind]
+	}
+	return ix.byKindNS[kind+"/"+namespace]
+}
+
+func (ix *Index) DestinationRules(fqdn string) []*manifest.Object { return ix.drByHost[fqdn] }
+func (ix *Index) MTLS() *mesh.Resolver                             { return ix.resolver }
+func (ix *Index) Complete() bool                                   { return ix.complete }
+
+// Overlay returns base with obj put in place of its stored version (same kind, namespace and
+// name), or with it removed when remove is true: the inventory as it would be if the change
+// under review were admitted.
+func Overlay(base Inventory, obj *manifest.Object, remove bool, rootNamespace, domain string) Inventory {
+	var objects []*manifest.Object
+	// Only the kinds the rules compare are copied; a cluster's other objects stay where they are.
+	for _, kind := range manifest.Kinds() {
+		for _, o := range base.List(kind, "") {
+			if o.Key() != obj.Key() {
+				objects = append(objects, o)
+			}
+		}
+	}
+	if !remove {
+		objects = append(objects, obj)
+	}
+	return NewIndex(objects, base.Complete(), rootNamespace, domain)
+}
+
+func specString(o *manifest.Object, field string) string {
+	spec, _ := o.Raw["spec"].(map[string]any)
+	s, _ := spec[field].(string)
+	return s
+}

@@ -1,0 +1,71 @@
+package manifest
+
+import (
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
+)
+
+// The Istio kinds meshguard checks. Every served version of a kind shares one protobuf type
+// (networking/v1 and v1beta1 are aliases of v1alpha3), so all versions are checked alike.
+const (
+	KindVirtualService     = "VirtualService"
+	KindDestinationRule    = "DestinationRule"
+	KindPeerAuthentication = "PeerAuthentication"
+	KindTelemetry          = "Telemetry"
+)
+
+type kindInfo struct {
+	group    string
+	versions []string
+	newSpec  func() proto.Message
+}
+
+var kinds = map[string]kindInfo{
+	KindVirtualService: {"networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"},
+		func() proto.Message { return &networking.VirtualService{} }},
+	KindDestinationRule: {"networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"},
+		func() proto.Message { return &networking.DestinationRule{} }},
+	KindPeerAuthentication: {"security.istio.io", []string{"v1", "v1beta1"},
+		func() proto.Message { return &security.PeerAuthentication{} }},
+	KindTelemetry: {"telemetry.istio.io", []string{"v1", "v1alpha1"},
+		func() proto.Message { return &telemetry.Telemetry{} }},
+}
+
+// Kinds lists the checked kinds in a stable order.
+func Kinds() []string {
+	return []string{KindDestinationRule, KindPeerAuthentication, KindTelemetry, KindVirtualService}
+}
+
+// GroupVersions returns the API group and the versions served for kind.
+func GroupVersions(kind string) (group string, versions []string) {
+	k, ok := kinds[kind]
+	if !ok {
+		return "", nil
+	}
+	return k.group, k.versions
+}
+
+// classify tells whether a document with apiVersion and kind is one meshguard checks. An Istio
+// kind under a version Istio does not serve is reported (known=true, served=false) rather than
+// skipped, so a typo in apiVersion never turns into a silent pass.
+func classify(apiVersion, kind string) (known, served bool) {
+	k, ok := kinds[kind]
+	if !ok {
+		return false, false
+	}
+	group, version, found := strings.Cut(apiVersion, "/")
+	if !found || group != k.group {
+		// Another group's kind of the same name (for example a Gateway API kind) is not ours.
+		return false, false
+	}
+	for _, v := range k.versions {
+		if v == version {
+			return true, true
+		}
+	}
+	return true, false
+}

@@ -1,0 +1,189 @@
+// Package manifest loads Istio objects from YAML and JSON files, checks them against the
+// istio.io/api types, and remembers where each object and field came from.
+package manifest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// Object is one Istio object: its identity, its generic form (what Rego and CEL read) and the
+// typed istio.io/api spec. Objects are never mutated after loading, so any number of goroutines
+// may evaluate them at once.
+type Object struct {
+	APIVersion  string
+	Kind        string
+	Namespace   string
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+	// Created is metadata.creationTimestamp (RFC 3339) where known; Istio breaks ties between
+	// competing policies by age.
+	Created string
+
+	// Raw is the whole document as JSON-compatible values (map[string]any, []any, string,
+	// int64, float64, bool, nil).
+	Raw map[string]any
+	// Spec is Raw's spec decoded strictly into the istio.io/api type; nil when it failed.
+	Spec proto.Message
+
+	// File and Line locate the object; Line is 0 for objects that did not come from a file.
+	File string
+	Line int
+
+	node  *yaml.Node
+	lines sync.Map // field path -> line, filled on demand
+	memo  sync.Map // evaluator caches, see Memo
+}
+
+// Ref names the object the way kubectl does: Kind namespace/name.
+func (o *Object) Ref() string {
+	if o.Namespace == "" {
+		return o.Kind + " " + o.Name
+	}
+	return o.Kind + " " + o.Namespace + "/" + o.Name
+}
+
+// Key identifies the object within an inventory.
+func (o *Object) Key() string { return o.Kind + "/" + o.Namespace + "/" + o.Name }
+
+// FieldLine returns the line of the field at path (e.g. "spec.http[0].retries.attempts"),
+// falling back to its closest present ancestor and then to the object's line.
+func (o *Object) FieldLine(path string) int {
+	if o.node == nil || path == "" {
+		return o.Line
+	}
+	if v, ok := o.lines.Load(path); ok {
+		return v.(int)
+	}
+	line := o.Line
+	n := o.node
+	for _, seg := range SplitPath(path) {
+		next := child(n, seg)
+		if next == nil {
+			break
+		}
+		n = next
+		line = n.Line
+	}
+	o.lines.Store(path, line)
+	return line
+}
+
+// child steps from n to its member seg: a mapping key or a list index.
+func child(n *yaml.Node, seg string) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == seg {
+				// Point at the key: that is the line a reader looks for.
+				k := *n.Content[i+1]
+				k.Line = n.Content[i].Line
+				return &k
+			}
+		}
+	case yaml.SequenceNode:
+		i, err := strconv.Atoi(seg)
+		if err == nil && i >= 0 && i < len(n.Content) {
+			return n.Content[i]
+		}
+	}
+	return nil
+}
+
+// SplitPath splits a field path written as `a.b[2]["c.d"]` into a, b, 2, c.d.
+func SplitPath(path string) []string {
+	var segs []string
+	for len(path) > 0 {
+		switch path[0] {
+		case '.':
+			path = path[1:]
+		case '[':
+			end := strings.IndexByte(path, ']')
+			if end < 0 {
+				return append(segs, path[1:])
+			}
+			inner := path[1:end]
+			if len(inner) >= 2 && inner[0] == '"' {
+				if s, err := strconv.Unquote(inner); err == nil {
+					inner = s
+				} else if q := strings.Index(path, `"]`); q > 0 {
+					inner, end = path[2:q], q+1
+				}
+			}
+			segs = append(segs, inner)
+			path = path[end+1:]
+		default:
+			end := strings.IndexAny(path, ".[")
+			if end < 0 {
+				end = len(path)
+			}
+			segs = append(segs, path[:end])
+			path = path[end:]
+		}
+	}
+	return segs
+}
+
+// JoinField appends a mapping key to a field path, quoting keys that are not identifiers.
+func JoinField(path, key string) string {
+	if isIdent(key) {
+		if path == "" {
+			return key
+		}
+		return path + "." + key
+	}
+	return path + "[" + strconv.Quote(key) + "]"
+}
+
+// JoinIndex appends a list index to a field path.
+func JoinIndex(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'):
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// NewObject builds an Object from a generic document such as an admission request's object or
+// an API list item. It checks the spec strictly as Load does; the error names the offending field.
+func NewObject(raw map[string]any) (*Object, error) {
+	o, problem := fromRaw(raw, nil, "", 0)
+	if problem != nil {
+		if problem.Path != "" {
+			return o, fmt.Errorf("%s: %s", problem.Path, problem.Message)
+		}
+		return o, fmt.Errorf("%s", problem.Message)
+	}
+	return o, nil
+}
+
+// Memo returns the value f computes for key, computing it once per object. Evaluators use it to
+// cache their own forms of the object (an objects is immutable once loaded).
+func (o *Object) Memo(key string, f func() any) any {
+	if v, ok := o.memo.Load(key); ok {
+		return v
+	}
+	v, _ := o.memo.LoadOrStore(key, f())
+	return v
+}

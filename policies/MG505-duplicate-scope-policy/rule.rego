@@ -1,0 +1,20 @@
+package meshguard.rules.mg505
+
+import rego.v1
+
+violation contains v if {
+	not meshguard.scoped(object.get(input.object, "spec", {}))
+	ns := object.get(input.object.metadata, "namespace", "")
+	some other in input.related.siblings
+	not meshguard.scoped(object.get(other, "spec", {}))
+	v := {
+		"field": "metadata.name",
+		"message": sprintf("%s %s/%s is also %s in namespace %s: Istio applies only one of them (the oldest) and ignores the other", [
+			input.object.kind, ns, other.metadata.name, scope(ns), ns,
+		]),
+	}
+}
+
+scope(ns) := "mesh-wide" if ns == input.rootNamespace
+
+scope(ns) := "namespace-wide" if ns != input.rootNamespace
