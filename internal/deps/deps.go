@@ -9,7 +9,7 @@ import (
 	_ "github.com/stretchr/testify/require"
 	_ "istio.io/api/networking/v1"
 	_ "istio.io/client-go/pkg/clientset/versioned"
-	_ "sigs.k8s.io/controller-runtime/pkg/webhook"
 	_ "sigs.k8s.io/controller-runtime/pkg/envtest"
+	_ "sigs.k8s.io/controller-runtime/pkg/webhook"
 	_ "sigs.k8s.io/yaml"
 )

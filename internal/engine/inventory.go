@@ -57,8 +57,8 @@ func (ix *Index) List(kind, namespace string) []*manifest.Object {
 }
 
 func (ix *Index) DestinationRules(fqdn string) []*manifest.Object { return ix.drByHost[fqdn] }
-func (ix *Index) MTLS() *mesh.Resolver                             { return ix.resolver }
-func (ix *Index) Complete() bool                                   { return ix.complete }
+func (ix *Index) MTLS() *mesh.Resolver                            { return ix.resolver }
+func (ix *Index) Complete() bool                                  { return ix.complete }
 
 // Overlay returns base with obj put in place of its stored version (same kind, namespace and
 // name), or with it removed when remove is true: the inventory as it would be if the change

@@ -4,7 +4,9 @@ import rego.v1
 
 violation contains v if {
 	not meshguard.scoped(object.get(input.object, "spec", {}))
+	# An object without metadata.namespace lands wherever it is applied: nothing to compare.
 	ns := object.get(input.object.metadata, "namespace", "")
+	ns != ""
 	some other in input.related.siblings
 	not meshguard.scoped(object.get(other, "spec", {}))
 	v := {

@@ -1,0 +1,102 @@
+// Package report writes findings in the formats CI systems read: text for people, JSON, SARIF
+// 2.1.0, JUnit XML and GitHub workflow annotations. Every format takes the same Report and an
+// io.Writer and never changes the report.
+package report
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/meshguard/meshguard/internal/engine"
+)
+
+// Report is the result of one run.
+type Report struct {
+	Findings []engine.Finding
+	// Rules describes every rule that may appear in Findings (SARIF and JUnit list them).
+	Rules []*engine.Rule
+	// Files is how many files were read; Objects how many Istio objects were checked.
+	Files   int
+	Objects int
+}
+
+// Summary counts findings by severity.
+type Summary struct {
+	Files    int `json:"files"`
+	Objects  int `json:"objects"`
+	Errors   int `json:"errors"`
+	Warnings int `json:"warnings"`
+	Infos    int `json:"infos"`
+}
+
+// Summary counts the report's findings.
+func (r *Report) Summary() Summary {
+	s := Summary{Files: r.Files, Objects: r.Objects}
+	for _, f := range r.Findings {
+		switch f.Severity {
+		case engine.SeverityError:
+			s.Errors++
+		case engine.SeverityWarning:
+			s.Warnings++
+		default:
+			s.Infos++
+		}
+	}
+	return s
+}
+
+// Outputter writes a report in one format.
+type Outputter interface {
+	Output(w io.Writer, r *Report) error
+}
+
+// Options tunes outputs.
+type Options struct {
+	// Color turns on ANSI colour in the text format.
+	Color bool
+}
+
+// Formats lists the output format names.
+func Formats() []string { return []string{"text", "json", "sarif", "junit", "github"} }
+
+// Get returns the Outputter for a format name, or an error naming the valid ones.
+func Get(format string, opts Options) (Outputter, error) {
+	switch format {
+	case "text", "":
+		return &Text{Color: opts.Color}, nil
+	case "json":
+		return &JSON{}, nil
+	case "sarif":
+		return &SARIF{}, nil
+	case "junit":
+		return &JUnit{}, nil
+	case "github":
+		return &GitHub{}, nil
+	}
+	return nil, fmt.Errorf("unknown output format %q (want %s)", format, strings.Join(Formats(), ", "))
+}
+
+// ruleIndex maps rule IDs to rules.
+func ruleIndex(rules []*engine.Rule) map[string]*engine.Rule {
+	m := make(map[string]*engine.Rule, len(rules))
+	for _, r := range rules {
+		m[r.ID] = r
+	}
+	return m
+}
+
+// byFile groups findings by file, files sorted, findings in report order.
+func byFile(fs []engine.Finding) ([]string, map[string][]engine.Finding) {
+	groups := map[string][]engine.Finding{}
+	for _, f := range fs {
+		groups[f.File] = append(groups[f.File], f)
+	}
+	files := make([]string, 0, len(groups))
+	for f := range groups {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	return files, groups
+}
