@@ -38,14 +38,14 @@ func (t *Text) Output(w io.Writer, r *Report) error {
 		}
 		ew.printf("%s\n", t.paint("1", name))
 		for _, f := range groups[file] {
-			loc := ""
+			loc := "     "
 			if f.Line > 0 {
-				loc = fmt.Sprintf(":%d", f.Line)
+				loc = fmt.Sprintf("%5d", f.Line)
 			}
-			ew.printf("  %s%s %s %s %s\n", t.severity(f.Severity), loc, t.paint("1", f.Rule), f.Object(), t.paint("2", f.Path))
-			ew.printf("      %s\n", f.Message)
+			ew.printf("%s  %s  %s  %s  %s\n", loc, t.severity(f.Severity), t.paint("1", f.Rule), f.Object(), t.paint("2", f.Path))
+			ew.printf("                %s\n", f.Message)
 			if f.Hint != "" {
-				ew.printf("      %s %s\n", t.paint("2", "fix:"), f.Hint)
+				ew.printf("                %s %s\n", t.paint("2", "fix:"), f.Hint)
 			}
 		}
 		ew.printf("\n")

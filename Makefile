@@ -1,0 +1,51 @@
+# meshguard: `make demo` shows the whole loop, `make test` runs every test with real components.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/meshguard
+TOOLS := test/tools/install.sh
+STATICCHECK_VERSION ?= v0.8.2
+CACHE := $(or $(MESHGUARD_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshguard)
+
+# The real components the tests start, built or installed once per machine and cached outside
+# the clone (see test/tools/install.sh).
+export TEST_ASSET_KUBE_APISERVER = $(shell $(TOOLS) path kube-apiserver)
+export TEST_ASSET_ETCD = $(shell $(TOOLS) path etcd)
+export HELM_BIN = $(shell $(TOOLS) path helm)
+
+.PHONY: all build tools test unit e2e vet staticcheck bench demo docs clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/meshguard
+
+tools:
+	@$(TOOLS) all
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+staticcheck:
+	@command -v staticcheck >/dev/null || GOBIN=$(CACHE)/staticcheck-$(STATICCHECK_VERSION) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	PATH="$(CACHE)/staticcheck-$(STATICCHECK_VERSION):$$PATH" staticcheck ./...
+
+# test: vet, unit tests, and the end-to-end tests against a real kube-apiserver + etcd,
+# Prometheus, Alertmanager and Helm. Fails on any failure.
+test: tools vet
+	$(GO) test -count=1 -timeout 45m ./...
+
+unit:
+	$(GO) test -count=1 -short ./internal/... ./policies/... ./cmd/... ./webhook/... ./checks/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/engine/ ./internal/lint/
+
+docs: build
+	$(BIN) policies list -o md > docs/rules.md
+
+demo: tools build
+	@test/demo.sh
+
+clean:
+	rm -rf bin
