@@ -4,19 +4,24 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/ext"
+	"github.com/google/cel-go/interpreter"
 
 	"github.com/meshguard/meshguard/internal/mesh"
 )
 
 // celRuleEnv is the environment rule expressions are written in. Variables: object (the whole
 // document), site (the route or traffic policy under evaluation; the object itself for object
-// scope), params (the rule's parameters) and rootNamespace. An expression yields a list of
+// scope), params (the rule's parameters), rootNamespace, and related: what the inventory says
+// about the object, computed in Go (see relatedFor). An expression yields a list of
 // violations, each {'field': path relative to the site, 'message': text}.
 func celRuleEnv(domain string) (*cel.Env, error) {
 	return cel.NewEnv(
@@ -24,6 +29,7 @@ func celRuleEnv(domain string) (*cel.Env, error) {
 		cel.Variable("site", cel.DynType),
 		cel.Variable("params", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("rootNamespace", cel.StringType),
+		cel.Variable("related", cel.MapType(cel.StringType, cel.DynType)),
 		cel.OptionalTypes(),
 		cel.CrossTypeNumericComparisons(true),
 		ext.Strings(),
@@ -96,7 +102,7 @@ type violation struct {
 	message string
 }
 
-func (p *celProgram) eval(ctx context.Context, vars map[string]any) ([]violation, error) {
+func (p *celProgram) eval(ctx context.Context, vars any) ([]violation, error) {
 	out, _, err := p.prg.ContextEval(ctx, vars)
 	if err != nil {
 		return nil, err
@@ -121,4 +127,115 @@ func (p *celProgram) eval(ctx context.Context, vars map[string]any) ([]violation
 		vs = append(vs, v)
 	}
 	return vs, nil
+}
+
+// celGroup evaluates every enabled CEL rule of one (kind, scope) in a single program, one
+// evaluation per site: the per-evaluation overhead (activation, result conversion) was most of
+// the cost of a rule. Each rule is compiled on its own first, for its own error messages, and is
+// still evaluated alone when the group fails, so an evaluation error names its rule.
+type celGroup struct {
+	scope Scope
+	rules []*Rule
+	prg   cel.Program
+}
+
+// celGroupEnv is celRuleEnv with every rule's parameters under allParams; the group binds each
+// rule's own as `params`.
+func celGroupEnv(domain string) (*cel.Env, error) {
+	env, err := celRuleEnv(domain)
+	if err != nil {
+		return nil, err
+	}
+	return env.Extend(cel.Variable("allParams", cel.MapType(cel.StringType, cel.MapType(cel.StringType, cel.DynType))))
+}
+
+func compileCELGroup(env *cel.Env, scope Scope, rules []*Rule) (*celGroup, error) {
+	parts := make([]string, len(rules))
+	for i, r := range rules {
+		// Each rule reads its own parameters: params.x becomes allParams['MG101'].x. A textual
+		// rewrite rather than cel.bind, because a binding is a comprehension evaluated on every
+		// site and cost more than the rules themselves.
+		expr := paramsRef.ReplaceAllString(r.Expr, "${1}allParams["+strconv.Quote(r.ID)+"]")
+		parts[i] = "(" + expr + "\n)"
+	}
+	ast, iss := env.Compile("[" + strings.Join(parts, ",\n") + "]")
+	if iss != nil && iss.Err() != nil {
+		return nil, fmt.Errorf("compile rule group %s: %w", scope, iss.Err())
+	}
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.InterruptCheckFrequency(100))
+	if err != nil {
+		return nil, fmt.Errorf("compile rule group %s: %w", scope, err)
+	}
+	return &celGroup{scope: scope, rules: rules, prg: prg}, nil
+}
+
+var paramsRef = regexp.MustCompile(`(^|[^.\w])params\b`)
+
+// activation resolves the rule variables without building a map per evaluation.
+type activation struct {
+	object, site  any
+	related       any
+	params        any
+	allParams     any
+	rootNamespace string
+}
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "object":
+		return a.object, true
+	case "site":
+		return a.site, true
+	case "params":
+		return a.params, a.params != nil
+	case "allParams":
+		return a.allParams, true
+	case "rootNamespace":
+		return a.rootNamespace, true
+	case "related":
+		return a.related, a.related != nil
+	}
+	return nil, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+// eval returns each rule's violations, in the group's rule order. Rule expressions are bounded
+// by their input (CEL has no unbounded loops), so they run without an interrupt check; the
+// caller checks the context between sites.
+func (g *celGroup) eval(act *activation) ([][]violation, error) {
+	out, _, err := g.prg.Eval(act)
+	if err != nil {
+		return nil, err
+	}
+	lists, ok := out.(traits.Lister)
+	if !ok {
+		return nil, fmt.Errorf("result is %s, not a list of violation lists", out.Type())
+	}
+	n := int(lists.Size().(types.Int))
+	res := make([][]violation, n)
+	for i := 0; i < n; i++ {
+		l, ok := lists.Get(types.Int(i)).(traits.Lister)
+		if !ok {
+			return nil, fmt.Errorf("rule %s: result is not a list", g.rules[i].ID)
+		}
+		if l.Size() == types.IntZero {
+			continue // the common case: no violation, nothing to convert
+		}
+		native, err := l.ConvertToNative(violationListType)
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: result is not a list of {'field', 'message'} maps: %w", g.rules[i].ID, err)
+		}
+		for _, m := range native.([]map[string]any) {
+			v := violation{}
+			v.field, _ = m["field"].(string)
+			if s, ok := m["message"].(string); ok {
+				v.message = s
+			} else {
+				v.message = fmt.Sprint(m["message"])
+			}
+			res[i] = append(res[i], v)
+		}
+	}
+	return res, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,10 +50,12 @@ type Engine struct {
 	severity map[string]Severity
 	params   map[string]map[string]any
 	cel      map[string]*celProgram
-	celKind  map[string][]*Rule
+	celKind  map[celKey][]*celGroup
 	rego     *regoSet
 	custom   *CustomRego
 	paramsV  *ast.Term
+	// paramsAny is params typed for CEL's allParams variable.
+	paramsAny map[string]any
 }
 
 // New validates the configuration against the rules and compiles every enabled rule once.
@@ -64,7 +67,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, now: opts.Now, custom: opts.Custom,
 		byID: map[string]*Rule{}, enabled: map[string]bool{}, severity: map[string]Severity{},
-		params: map[string]map[string]any{}, cel: map[string]*celProgram{}, celKind: map[string][]*Rule{},
+		params: map[string]map[string]any{}, cel: map[string]*celProgram{}, celKind: map[celKey][]*celGroup{},
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -118,7 +121,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build Envoy CEL environment: %w", err)
 	}
-	var regoRules []*Rule
+	var regoRules, celRules []*Rule
 	for _, r := range e.rules {
 		if !e.enabled[r.ID] {
 			continue
@@ -131,14 +134,18 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 				continue
 			}
 			e.cel[r.ID] = p
-			for _, k := range manifest.Kinds() {
-				if r.AppliesTo(k) {
-					e.celKind[k] = append(e.celKind[k], r)
-				}
-			}
 		case "rego":
 			regoRules = append(regoRules, r)
 		}
+		if e.cel[r.ID] != nil {
+			celRules = append(celRules, r)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := e.groupCEL(cfg.MeshDomain, celRules); err != nil {
+		return nil, err
 	}
 	bs := builtinOpts(builtins(cfg.MeshDomain, envoy))
 	if e.rego, err = prepareRego(ctx, regoRules, manifest.Kinds(), bs); err != nil {
@@ -235,16 +242,29 @@ func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory
 	r := review{e: e, obj: obj}
 	silenced := r.exceptions()
 
-	for _, rule := range e.celKind[obj.Kind] {
-		vars := map[string]any{"object": obj.Raw, "params": e.params[rule.ID], "rootNamespace": e.cfg.RootNamespace}
-		for _, site := range r.sites(rule.Scope) {
-			vars["site"] = site.Value
-			vs, err := e.cel[rule.ID].eval(ctx, vars)
-			if err != nil {
-				return nil, fmt.Errorf("review %s: rule %s at %s: %w: %v", obj.Ref(), rule.ID, orRoot(site.Path), ErrEvaluation, err)
+	complete := inv != nil && inv.Complete()
+	act := &activation{object: obj.Raw, allParams: e.paramsAny, rootNamespace: e.cfg.RootNamespace, related: noRelated}
+	if inv != nil {
+		act.related = e.relatedFor(obj, inv)
+	}
+	for _, g := range e.celKind[celKey{obj.Kind, complete}] {
+		for _, site := range r.sites(g.scope) {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("review %s: %w", obj.Ref(), err)
 			}
-			for _, v := range vs {
-				r.add(rule.ID, joinPath(site.Path, v.field), v.message)
+			act.site = site.Value
+			res, err := g.eval(act)
+			if err != nil {
+				// Evaluate the group's rules one by one to name the rule that failed.
+				res, err = e.evalCELRules(ctx, g, act)
+				if err != nil {
+					return nil, fmt.Errorf("review %s: %w at %s", obj.Ref(), err, orRoot(site.Path))
+				}
+			}
+			for i, vs := range res {
+				for _, v := range vs {
+					r.add(g.rules[i].ID, joinPath(site.Path, v.field), v.message)
+				}
 			}
 		}
 	}
@@ -284,6 +304,94 @@ func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory
 		}
 	}
 	return out, nil
+}
+
+// groupCEL compiles one program per (kind, scope) holding every enabled CEL rule for it.
+func (e *Engine) groupCEL(domain string, rules []*Rule) error {
+	env, err := celGroupEnv(domain)
+	if err != nil {
+		return fmt.Errorf("build CEL environment: %w", err)
+	}
+	e.paramsAny = map[string]any{}
+	for id, p := range e.params {
+		e.paramsAny[id] = p
+	}
+	for _, kind := range manifest.Kinds() {
+		for _, complete := range []bool{false, true} {
+			for _, scope := range []Scope{ScopeObject, ScopeHTTPRoute, ScopeTrafficPolicy} {
+				var in []*Rule
+				for _, r := range rules {
+					if r.Scope == scope && r.AppliesTo(kind) && (complete || r.Inventory != NeedAbsence) {
+						in = append(in, r)
+					}
+				}
+				if len(in) == 0 {
+					continue
+				}
+				g, err := compileCELGroup(env, scope, in)
+				if err != nil {
+					return err
+				}
+				key := celKey{kind, complete}
+				e.celKind[key] = append(e.celKind[key], g)
+			}
+		}
+	}
+	return nil
+}
+
+// noRelated is what rules see without an inventory; they read it, never write it.
+var noRelated = map[string]any{"hosts": map[string]any{}}
+
+type celKey struct {
+	kind     string
+	complete bool
+}
+
+// relatedFor tells the rules what the inventory says about obj. For a VirtualService: per
+// destination host as its routes write it, the host's FQDN and what its DestinationRules
+// configure. For a DestinationRule: the effective mTLS mode of its host's namespace. Istio's
+// host and policy resolution lives here, in Go, once, rather than in every rule.
+func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any {
+	switch obj.Kind {
+	case manifest.KindVirtualService:
+		hosts := map[string]any{}
+		for _, host := range routeHosts(obj) {
+			if _, ok := hosts[host]; ok {
+				continue
+			}
+			fqdn := mesh.FQDN(host, obj.Namespace, e.cfg.MeshDomain)
+			hosts[host] = hostFacts(fqdn, inv.DestinationRules(fqdn))
+		}
+		return map[string]any{"hosts": hosts}
+	case manifest.KindDestinationRule:
+		host := specString(obj, "host")
+		ns, ok := mesh.HostNamespace(host, obj.Namespace, e.cfg.MeshDomain)
+		if !ok {
+			return noRelated
+		}
+		eff := inv.MTLS().Namespace(ns)
+		m := map[string]any{"namespace": ns, "mode": string(eff.Mode), "level": string(eff.Level), "policy": "(none: Istio's default)"}
+		if eff.Policy != nil {
+			m["policy"] = eff.Policy.Namespace + "/" + eff.Policy.Name
+		}
+		return map[string]any{"mtls": m}
+	}
+	return noRelated
+}
+
+func (e *Engine) evalCELRules(ctx context.Context, g *celGroup, act *activation) ([][]violation, error) {
+	res := make([][]violation, len(g.rules))
+	for i, rule := range g.rules {
+		one := *act
+		one.params = e.params[rule.ID]
+		vs, err := e.cel[rule.ID].eval(ctx, &one)
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: %w: %v", rule.ID, ErrEvaluation, err)
+		}
+		res[i] = vs
+	}
+	return res, nil
 }
 
 // ReviewInventory evaluates the rules that look at the inventory as a whole (MG504: no
@@ -397,39 +505,15 @@ func (e *Engine) regoInput(r *review, inv Inventory) ast.Value {
 	related := map[string]*ast.Term{}
 	if inv != nil {
 		switch obj.Kind {
-		case manifest.KindVirtualService:
-			var drs []*ast.Term
-			seen := map[string]bool{}
-			for _, host := range routeHosts(obj) {
-				fqdn := mesh.FQDN(host, obj.Namespace, e.cfg.MeshDomain)
-				if seen[fqdn] {
-					continue
-				}
-				seen[fqdn] = true
-				for _, dr := range inv.DestinationRules(fqdn) {
-					drs = append(drs, objectTerm(dr))
-				}
-			}
-			related["destinationRules"] = ast.ArrayTerm(drs...)
-		case manifest.KindDestinationRule:
-			host := specString(obj, "host")
-			if ns, ok := mesh.HostNamespace(host, obj.Namespace, e.cfg.MeshDomain); ok {
-				eff := inv.MTLS().Namespace(ns)
-				m := map[string]any{"namespace": ns, "mode": string(eff.Mode), "level": string(eff.Level)}
-				if eff.Policy != nil {
-					m["policy"] = eff.Policy.Namespace + "/" + eff.Policy.Name
-				}
-				v, _ := ast.InterfaceToValue(m)
-				related["mtls"] = ast.NewTerm(v)
-			}
 		case manifest.KindPeerAuthentication, manifest.KindTelemetry:
+			// Only the siblings that compete for the same scope: namespace- or mesh-wide ones.
 			var sib []*ast.Term
 			for _, o := range inv.List(obj.Kind, obj.Namespace) {
-				if o.Key() != obj.Key() {
+				if o.Key() != obj.Key() && !scoped(o) {
 					sib = append(sib, objectTerm(o))
 				}
 			}
-			related["siblings"] = ast.ArrayTerm(sib...)
+			related["unscopedSiblings"] = ast.ArrayTerm(sib...)
 		}
 	}
 	relObj := ast.NewObject()
@@ -439,18 +523,81 @@ func (e *Engine) regoInput(r *review, inv Inventory) ast.Value {
 	sites := ast.NewObject()
 	for _, s := range []Scope{ScopeHTTPRoute, ScopeTrafficPolicy} {
 		if (s == ScopeHTTPRoute && obj.Kind == manifest.KindVirtualService) || (s == ScopeTrafficPolicy && obj.Kind == manifest.KindDestinationRule) {
-			v, _ := ast.InterfaceToValue(siteValues(r.sites(s)))
-			sites.Insert(ast.StringTerm(string(s)), ast.NewTerm(v))
+			// Sites reuse the object's converted terms instead of converting the maps again.
+			var terms []*ast.Term
+			for _, site := range r.sites(s) {
+				v := termAt(objTerm, site.Path)
+				if v == nil {
+					continue
+				}
+				terms = append(terms, ast.ObjectTerm(
+					ast.Item(ast.StringTerm("path"), ast.StringTerm(site.Path)),
+					ast.Item(ast.StringTerm("value"), v),
+				))
+			}
+			sites.Insert(ast.StringTerm(string(s)), ast.ArrayTerm(terms...))
 		}
 	}
 	return ast.NewObject(
 		ast.Item(ast.StringTerm("object"), objTerm),
+		ast.Item(ast.StringTerm("scoped"), ast.BooleanTerm(scoped(obj))),
 		ast.Item(ast.StringTerm("sites"), ast.NewTerm(sites)),
 		ast.Item(ast.StringTerm("related"), ast.NewTerm(relObj)),
 		ast.Item(ast.StringTerm("params"), e.paramsV),
 		ast.Item(ast.StringTerm("rootNamespace"), ast.StringTerm(e.cfg.RootNamespace)),
 		ast.Item(ast.StringTerm("complete"), ast.BooleanTerm(inv != nil && inv.Complete())),
 	)
+}
+
+// hostFacts says what the DestinationRules of one host configure: whether any traffic policy
+// has outlier detection or a retry budget, and which subsets exist. Each DestinationRule is
+// summarised once and cached on the object.
+func hostFacts(fqdn string, drs []*manifest.Object) map[string]any {
+	var outlier, budget bool
+	subsets := []any{}
+	names := []any{}
+	for _, dr := range drs {
+		s := dr.Memo("summary", func() any { return summarize(dr) }).(drSummary)
+		outlier = outlier || s.outlier
+		budget = budget || s.budget
+		for _, n := range s.subsets {
+			subsets = append(subsets, n)
+		}
+		names = append(names, dr.Namespace+"/"+dr.Name)
+	}
+	return map[string]any{"fqdn": fqdn, "destinationRules": names, "outlierDetection": outlier, "retryBudget": budget, "subsets": subsets}
+}
+
+type drSummary struct {
+	outlier, budget bool
+	subsets         []string
+}
+
+func summarize(dr *manifest.Object) drSummary {
+	var s drSummary
+	for _, site := range Sites(dr, ScopeTrafficPolicy) {
+		if site.Value["outlierDetection"] != nil {
+			s.outlier = true
+		}
+		if site.Value["retryBudget"] != nil {
+			s.budget = true
+		}
+		if cp, ok := site.Value["connectionPool"].(map[string]any); ok {
+			if h, ok := cp["http"].(map[string]any); ok && h["maxRetries"] != nil {
+				s.budget = true
+			}
+		}
+	}
+	spec, _ := dr.Raw["spec"].(map[string]any)
+	subsets, _ := spec["subsets"].([]any)
+	for _, sub := range subsets {
+		if m, ok := sub.(map[string]any); ok {
+			if n, ok := m["name"].(string); ok {
+				s.subsets = append(s.subsets, n)
+			}
+		}
+	}
+	return s
 }
 
 // objectTerm is the object's Rego form, converted once per object.
@@ -462,6 +609,34 @@ func objectTerm(o *manifest.Object) *ast.Term {
 		}
 		return ast.NewTerm(v)
 	}).(*ast.Term)
+}
+
+// scoped tells whether a policy object narrows itself to some workloads.
+func scoped(o *manifest.Object) bool {
+	spec, _ := o.Raw["spec"].(map[string]any)
+	return mesh.Scoped(spec)
+}
+
+// termAt finds the term at a field path such as spec.subsets[1].trafficPolicy.
+func termAt(t *ast.Term, path string) *ast.Term {
+	for _, seg := range manifest.SplitPath(path) {
+		switch v := t.Value.(type) {
+		case ast.Object:
+			t = v.Get(ast.StringTerm(seg))
+		case *ast.Array:
+			i, err := strconv.Atoi(seg)
+			if err != nil || i < 0 || i >= v.Len() {
+				return nil
+			}
+			t = v.Elem(i)
+		default:
+			return nil
+		}
+		if t == nil {
+			return nil
+		}
+	}
+	return t
 }
 
 // routeHosts lists the destination hosts of a VirtualService's HTTP routes.

@@ -53,12 +53,3 @@ func trafficPolicySites(sites []Site, tp any, path string) []Site {
 	}
 	return sites
 }
-
-// siteValues converts sites into the form Rego reads: [{"path": ..., "value": ...}].
-func siteValues(sites []Site) []any {
-	out := make([]any, len(sites))
-	for i, s := range sites {
-		out[i] = map[string]any{"path": s.Path, "value": s.Value}
-	}
-	return out
-}

@@ -4,7 +4,7 @@ import rego.v1
 
 violation contains v if {
 	object.get(input.object.metadata, "namespace", "") == input.rootNamespace
-	not meshguard.scoped(object.get(input.object, "spec", {}))
+	not input.scoped
 	limit := input.params.MG402.maxMeshSamplingPercent
 	some i, t in input.object.spec.tracing
 	p := t.randomSamplingPercentage

@@ -3,12 +3,11 @@ package meshguard.rules.mg505
 import rego.v1
 
 violation contains v if {
-	not meshguard.scoped(object.get(input.object, "spec", {}))
+	not input.scoped
 	# An object without metadata.namespace lands wherever it is applied: nothing to compare.
 	ns := object.get(input.object.metadata, "namespace", "")
 	ns != ""
-	some other in input.related.siblings
-	not meshguard.scoped(object.get(other, "spec", {}))
+	some other in input.related.unscopedSiblings
 	v := {
 		"field": "metadata.name",
 		"message": sprintf("%s %s/%s is also %s in namespace %s: Istio applies only one of them (the oldest) and ignores the other", [
