@@ -39,6 +39,9 @@ func IsMeshHost(host, domain string) bool {
 // namespace component, or namespace for a short name. ok is false for hosts outside the mesh and
 // for wildcards spanning namespaces.
 func HostNamespace(host, namespace, domain string) (ns string, ok bool) {
+	if domain == "" {
+		domain = DefaultDomain
+	}
 	if !IsMeshHost(host, domain) {
 		return "", false
 	}

@@ -1,0 +1,41 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseLayersTheFileOverDefaults(t *testing.T) {
+	c := Default()
+	require.NoError(t, Parse([]byte("webhook:\n  enforcement: warn\ncheck:\n  interval: 10s\n"), c))
+	require.Equal(t, EnforceWarn, c.Webhook.Enforcement)
+	require.Equal(t, "allow", c.Webhook.FailurePolicy, "unset values keep their defaults")
+	require.Equal(t, 10*time.Second, c.Check.Interval.Duration)
+	require.Equal(t, 5*time.Minute, c.Check.Window.Duration)
+}
+
+func TestParseRefusesMistakes(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"an unknown key", "webhok: {}\n", "webhok"},
+		{"an unknown enforcement", "webhook: {enforcement: block}\n", "webhook.enforcement"},
+		{"an unknown failure policy", "webhook: {failurePolicy: ignore}\n", "webhook.failurePolicy"},
+		{"a bad severity", "rules: {MG101: {severity: fatal}}\n", "rules.MG101.severity"},
+		{"a bad duration", "check: {interval: soon}\n", "duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Parse([]byte(tt.yaml), Default())
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestRuleEnforcementFallsBackToTheWebhookDefault(t *testing.T) {
+	c := Default()
+	require.NoError(t, Parse([]byte("rules: {MG204: {enforcement: audit}}\n"), c))
+	require.Equal(t, EnforceAudit, c.EnforcementFor("MG204"))
+	require.Equal(t, EnforceDeny, c.EnforcementFor("MG101"))
+}
