@@ -50,7 +50,7 @@ func (p *Problem) Error() string {
 
 // fromRaw builds an Object from a generic document. It returns (nil, nil) for documents of
 // kinds meshguard does not check.
-func fromRaw(raw map[string]any, node *yaml.Node, file string, line int) (*Object, *Problem) {
+func fromRaw(raw map[string]any, node *yaml.Node, file string, line, offset int) (*Object, *Problem) {
 	apiVersion, _ := raw["apiVersion"].(string)
 	kind, _ := raw["kind"].(string)
 	known, served := classify(apiVersion, kind)
@@ -63,8 +63,9 @@ func fromRaw(raw map[string]any, node *yaml.Node, file string, line int) (*Objec
 		Kind:        kind,
 		Raw:         raw,
 		File:        file,
-		Line:        line,
+		Line:        line + offset,
 		node:        node,
+		offset:      offset,
 		Labels:      stringMap(meta["labels"]),
 		Annotations: stringMap(meta["annotations"]),
 	}
@@ -88,14 +89,10 @@ func fromRaw(raw map[string]any, node *yaml.Node, file string, line int) (*Objec
 	if !ok || spec == nil {
 		spec = map[string]any{}
 	}
-	msg := kinds[kind].newSpec()
-	if path, err := checkMessage(msg.ProtoReflect().Descriptor(), spec, "spec"); err != nil {
+	desc := kinds[kind].newSpec().ProtoReflect().Descriptor()
+	if path, err := checkMessage(desc, spec, "spec"); err != nil {
 		return o, problem(path, "%v", err)
 	}
-	if err := decodeSpec(spec, msg); err != nil {
-		return o, problem("spec", "does not decode into %s: %v", msg.ProtoReflect().Descriptor().FullName(), err)
-	}
-	o.Spec = msg
 	return o, nil
 }
 
@@ -152,6 +149,7 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path string) (string
 	}
 	sort.Strings(keys)
 	fields := md.Fields()
+	oneofs := map[protoreflect.FullName]string{}
 	for _, k := range keys {
 		fp := JoinField(path, k)
 		fd := fields.ByJSONName(k)
@@ -160,6 +158,12 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path string) (string
 		}
 		if fd == nil {
 			return fp, unknownField(md, k)
+		}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() && m[k] != nil {
+			if prev, ok := oneofs[od.FullName()]; ok {
+				return fp, fmt.Errorf("%s and %s are alternatives (oneof %s): set only one", prev, k, od.Name())
+			}
+			oneofs[od.FullName()] = k
 		}
 		if p, err := checkField(fd, m[k], fp); err != nil {
 			return p, err

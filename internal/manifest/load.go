@@ -230,7 +230,7 @@ func parseFile(file string, data []byte) ([]*Object, []*Problem) {
 		if v == nil {
 			continue
 		}
-		objs, probs := objectsOf(v, node, display)
+		objs, probs := objectsOf(v, node, display, doc.firstLine-1)
 		objects = append(objects, objs...)
 		problems = append(problems, probs...)
 	}
@@ -239,7 +239,7 @@ func parseFile(file string, data []byte) ([]*Object, []*Problem) {
 
 // objectsOf turns one document into objects, unwrapping `kind: List` (and any *List kind with
 // items, as kubectl does).
-func objectsOf(v any, node *yaml.Node, file string) ([]*Object, []*Problem) {
+func objectsOf(v any, node *yaml.Node, file string, offset int) ([]*Object, []*Problem) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		// A top-level list or scalar is not a Kubernetes object; nothing to check.
@@ -260,7 +260,7 @@ func objectsOf(v any, node *yaml.Node, file string) ([]*Object, []*Problem) {
 				if n != nil {
 					line = n.Line
 				}
-				obj, p := fromRaw(o, n, file, line)
+				obj, p := fromRaw(o, n, file, line, offset)
 				if p != nil {
 					problems = append(problems, p)
 				} else if obj != nil {
@@ -270,7 +270,7 @@ func objectsOf(v any, node *yaml.Node, file string) ([]*Object, []*Problem) {
 			return objects, problems
 		}
 	}
-	obj, p := fromRaw(m, node, file, node.Line)
+	obj, p := fromRaw(m, node, file, node.Line, offset)
 	if p != nil {
 		return nil, []*Problem{p}
 	}

@@ -57,6 +57,8 @@ func TestParseReportsProblemsWithFileLineAndField(t *testing.T) {
 			strings.Replace(vs, "  hosts: [reviews]\n", "  hosts: [reviews]\n  hosts: [ratings]\n", 1), 8, "spec.hosts", "duplicate key"},
 		{"an object without a name is refused",
 			strings.Replace(vs, "  name: reviews\n", "", 1), 3, "metadata.name", "required"},
+		{"two alternatives of a oneof are refused",
+			"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  http:\n  - match:\n    - uri: {exact: /a, prefix: /b}\n", 7, "spec.http[0].match[0].uri.prefix", "set only one"},
 		{"a port-level key that is not a port is refused",
 			"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    http: {mode: STRICT}\n", 7, `spec.portLevelMtls.http`, "not a port number"},
 	}
@@ -106,7 +108,9 @@ func TestParseReadsEveryDocumentShape(t *testing.T) {
 			for _, o := range objs {
 				names = append(names, o.Name)
 				lines = append(lines, o.Line)
-				require.NotNil(t, o.Spec, "typed spec decoded")
+				spec, err := o.Spec()
+				require.NoError(t, err)
+				require.NotNil(t, spec, "typed spec decoded")
 			}
 			require.Equal(t, tt.wantNames, names)
 			require.Equal(t, tt.wantLines, lines)
@@ -190,6 +194,11 @@ func TestTheIstioCorpusLoads(t *testing.T) {
 	res, err := Loader{}.Load([]string{root})
 	require.NoError(t, err)
 	require.Greater(t, len(res.Objects), 150)
+	for _, o := range res.Objects {
+		// Whatever the field-by-field check accepts, Istio's own decoder accepts too.
+		_, err := o.Spec()
+		require.NoError(t, err, "%s %s", o.File, o.Ref())
+	}
 	for _, p := range res.Problems {
 		// Only the inputs Istio itself marks invalid may fail to decode.
 		require.True(t, strings.HasSuffix(p.File, "-invalid.yaml"), "unexpected problem: %v", p)

@@ -29,16 +29,43 @@ type Object struct {
 	// Raw is the whole document as JSON-compatible values (map[string]any, []any, string,
 	// int64, float64, bool, nil).
 	Raw map[string]any
-	// Spec is Raw's spec decoded strictly into the istio.io/api type; nil when it failed.
-	Spec proto.Message
 
 	// File and Line locate the object; Line is 0 for objects that did not come from a file.
 	File string
 	Line int
 
-	node  *yaml.Node
-	lines sync.Map // field path -> line, filled on demand
-	memo  sync.Map // evaluator caches, see Memo
+	node     *yaml.Node
+	offset   int // lines before the object's document in its file
+	specOnce sync.Once
+	spec     proto.Message
+	specErr  error
+	lines    sync.Map // field path -> line, filled on demand
+	memo     sync.Map // evaluator caches, see Memo
+}
+
+// Spec decodes the spec into its istio.io/api type with the decoder the type's own UnmarshalJSON
+// uses, unknown fields refused. Loading has already checked the spec field by field against the
+// same type's descriptor (to name the exact field at fault); decoding is done on first use, as
+// lint's rules read the generic form and need no typed copy.
+func (o *Object) Spec() (proto.Message, error) {
+	o.specOnce.Do(func() {
+		k, ok := kinds[o.Kind]
+		if !ok {
+			o.specErr = fmt.Errorf("%s is not an Istio kind meshguard checks", o.Kind)
+			return
+		}
+		msg := k.newSpec()
+		spec, ok := o.Raw["spec"]
+		if !ok || spec == nil {
+			spec = map[string]any{}
+		}
+		if err := decodeSpec(spec, msg); err != nil {
+			o.specErr = fmt.Errorf("decode %s spec: %w", o.Ref(), err)
+			return
+		}
+		o.spec = msg
+	})
+	return o.spec, o.specErr
 }
 
 // Ref names the object the way kubectl does: Kind namespace/name.
@@ -69,7 +96,7 @@ func (o *Object) FieldLine(path string) int {
 			break
 		}
 		n = next
-		line = n.Line
+		line = n.Line + o.offset
 	}
 	o.lines.Store(path, line)
 	return line
@@ -168,7 +195,7 @@ func isIdent(s string) bool {
 // NewObject builds an Object from a generic document such as an admission request's object or
 // an API list item. It checks the spec strictly as Load does; the error names the offending field.
 func NewObject(raw map[string]any) (*Object, error) {
-	o, problem := fromRaw(raw, nil, "", 0)
+	o, problem := fromRaw(raw, nil, "", 0, 0)
 	if problem != nil {
 		if problem.Path != "" {
 			return o, fmt.Errorf("%s: %s", problem.Path, problem.Message)

@@ -47,24 +47,12 @@ func parseDocument(doc document) (*yaml.Node, any, *Problem) {
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return nil, nil, nil
 	}
-	shiftLines(&root, doc.firstLine-1, map[*yaml.Node]bool{})
-	c := converter{}
-	v, err := c.value(root.Content[0], "")
+	c := converter{offset: doc.firstLine - 1}
+	v, err := c.value(root.Content[0])
 	if err != nil {
 		return nil, nil, err
 	}
 	return root.Content[0], v, nil
-}
-
-func shiftLines(n *yaml.Node, by int, seen map[*yaml.Node]bool) {
-	if by == 0 || seen[n] {
-		return
-	}
-	seen[n] = true
-	n.Line += by
-	for _, c := range n.Content {
-		shiftLines(c, by, seen)
-	}
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -86,65 +74,93 @@ func yamlErrorLine(err error) (int, string) {
 }
 
 // converter turns a yaml.Node tree into JSON-compatible values, the way the Kubernetes API
-// server reads YAML: keys are strings, timestamps stay strings.
-type converter struct{ nodes int }
+// server reads YAML: keys are strings, timestamps stay strings. It keeps the current field path
+// as a stack of segments and spells it out only for a problem.
+type converter struct {
+	nodes  int
+	offset int // lines before the document in its file
+	path   []string
+}
 
-func (c *converter) value(n *yaml.Node, path string) (any, *Problem) {
+func (c *converter) problem(n *yaml.Node, format string, args ...any) *Problem {
+	return &Problem{Line: n.Line + c.offset, Path: c.pathString(), Message: fmt.Sprintf(format, args...)}
+}
+
+func (c *converter) pathString() string {
+	p := ""
+	for _, seg := range c.path {
+		if seg != "" && seg[0] == '[' {
+			p += seg
+		} else {
+			p = JoinField(p, seg)
+		}
+	}
+	return p
+}
+
+func (c *converter) value(n *yaml.Node) (any, *Problem) {
 	c.nodes++
 	if c.nodes > maxNodes {
-		return nil, &Problem{Line: n.Line, Path: path, Message: fmt.Sprintf("document expands to more than %d values (alias bomb?)", maxNodes)}
+		return nil, c.problem(n, "document expands to more than %d values (alias bomb?)", maxNodes)
 	}
 	switch n.Kind {
 	case yaml.AliasNode:
-		return c.value(n.Alias, path)
+		return c.value(n.Alias)
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return c.value(n.Content[0], path)
+		return c.value(n.Content[0])
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
-				if p := c.merge(m, v, path); p != nil {
+				if p := c.merge(m, v); p != nil {
 					return nil, p
 				}
 				continue
 			}
 			if k.Kind != yaml.ScalarNode {
-				return nil, &Problem{Line: k.Line, Path: path, Message: "mapping key is not a scalar"}
+				return nil, c.problem(k, "mapping key is not a scalar")
 			}
-			fp := JoinField(path, k.Value)
+			c.path = append(c.path, k.Value)
 			if _, dup := m[k.Value]; dup {
-				return nil, &Problem{Line: k.Line, Path: fp, Message: fmt.Sprintf("duplicate key %q", k.Value)}
+				return nil, c.problem(k, "duplicate key %q", k.Value)
 			}
-			val, p := c.value(v, fp)
+			val, p := c.value(v)
 			if p != nil {
 				return nil, p
 			}
+			c.path = c.path[:len(c.path)-1]
 			m[k.Value] = val
 		}
 		return m, nil
 	case yaml.SequenceNode:
 		l := make([]any, 0, len(n.Content))
 		for i, e := range n.Content {
-			val, p := c.value(e, JoinIndex(path, i))
+			c.path = append(c.path, "["+strconv.Itoa(i)+"]")
+			val, p := c.value(e)
 			if p != nil {
 				return nil, p
 			}
+			c.path = c.path[:len(c.path)-1]
 			l = append(l, val)
 		}
 		return l, nil
 	case yaml.ScalarNode:
-		return scalar(n, path)
+		v, err := scalar(n)
+		if err != "" {
+			return nil, c.problem(n, "%s", err)
+		}
+		return v, nil
 	}
-	return nil, &Problem{Line: n.Line, Path: path, Message: "unsupported YAML node"}
+	return nil, c.problem(n, "unsupported YAML node")
 }
 
 // merge applies a `<<:` merge key: keys already present win.
-func (c *converter) merge(into map[string]any, v *yaml.Node, path string) *Problem {
-	val, p := c.value(v, path)
+func (c *converter) merge(into map[string]any, v *yaml.Node) *Problem {
+	val, p := c.value(v)
 	if p != nil {
 		return p
 	}
@@ -158,7 +174,7 @@ func (c *converter) merge(into map[string]any, v *yaml.Node, path string) *Probl
 	for _, s := range srcs {
 		sm, ok := s.(map[string]any)
 		if !ok {
-			return &Problem{Line: v.Line, Path: path, Message: "merge key value is not a mapping"}
+			return c.problem(v, "merge key value is not a mapping")
 		}
 		for k, x := range sm {
 			if _, ok := into[k]; !ok {
@@ -169,42 +185,41 @@ func (c *converter) merge(into map[string]any, v *yaml.Node, path string) *Probl
 	return nil
 }
 
-func scalar(n *yaml.Node, path string) (any, *Problem) {
+// scalar resolves a scalar by its tag; the string is a problem, empty when there is none.
+func scalar(n *yaml.Node) (any, string) {
 	switch n.ShortTag() {
 	case "!!null":
-		return nil, nil
+		return nil, ""
 	case "!!bool":
 		var b bool
 		if err := n.Decode(&b); err != nil {
-			return nil, &Problem{Line: n.Line, Path: path, Message: err.Error()}
+			return nil, err.Error()
 		}
-		return b, nil
+		return b, ""
 	case "!!int":
 		var i int64
 		if err := n.Decode(&i); err == nil {
-			return i, nil
+			return i, ""
 		}
 		var u uint64
 		if err := n.Decode(&u); err == nil {
-			return float64(u), nil
+			return float64(u), ""
 		}
-		return nil, &Problem{Line: n.Line, Path: path, Message: fmt.Sprintf("integer %s out of range", n.Value)}
+		return nil, fmt.Sprintf("integer %s out of range", n.Value)
 	case "!!float":
 		var f float64
 		if err := n.Decode(&f); err != nil {
-			return nil, &Problem{Line: n.Line, Path: path, Message: err.Error()}
+			return nil, err.Error()
 		}
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, &Problem{Line: n.Line, Path: path, Message: fmt.Sprintf("%s is not a JSON number", n.Value)}
+			return nil, fmt.Sprintf("%s is not a JSON number", n.Value)
 		}
 		// Whole floats become int64, as JSON decoders do: `attempts: 3.0` is 3.
 		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-			return int64(f), nil
+			return int64(f), ""
 		}
-		return f, nil
-	case "!!binary":
-		return n.Value, nil
-	default: // !!str, !!timestamp and custom tags are strings to the API server
-		return n.Value, nil
+		return f, ""
+	default: // !!str, !!binary, !!timestamp and custom tags are strings to the API server
+		return n.Value, ""
 	}
 }
