@@ -325,3 +325,13 @@ func TestPoliciesListJSONHasEveryRule(t *testing.T) {
 	require.True(t, langs["cel"] && langs["rego"], "the bundle uses both engines")
 	require.Len(t, rows, 29)
 }
+
+// TestRuleDocsAreCurrent keeps docs/rules.md in step with the bundle: regenerate it with
+// `make docs` when a rule changes.
+func TestRuleDocsAreCurrent(t *testing.T) {
+	out, _, code := run(t, "", "policies", "list", "-o", "md")
+	require.Equal(t, 0, code)
+	want, err := os.ReadFile("../../docs/rules.md")
+	require.NoError(t, err)
+	require.Equal(t, string(want), out, "docs/rules.md is stale: run make docs")
+}
