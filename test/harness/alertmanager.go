@@ -6,6 +6,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/go-openapi/strfmt"
 	amclient "github.com/prometheus/alertmanager/api/v2/client"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // amStartAttempts is how many ports StartAlertmanager tries (see promStartAttempts).
@@ -140,6 +143,49 @@ func (am *Alertmanager) Client() *amclient.AlertmanagerAPI {
 		WithBasePath(amclient.DefaultBasePath).
 		WithSchemes([]string{"http"})
 	return amclient.NewHTTPClientWithConfig(strfmt.Default, cfg)
+}
+
+// Metric sums the samples of a counter or gauge on Alertmanager's own /metrics whose labels
+// include labels, e.g. ("alertmanager_notifications_total", {"integration": "webhook"}).
+func (am *Alertmanager) Metric(ctx context.Context, name string, labels map[string]string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, am.URL()+"/metrics", nil)
+	if err != nil {
+		return 0, fmt.Errorf("alertmanager metric %s: %w", name, err)
+	}
+	// Ask for the text format: the parser below reads nothing else.
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("alertmanager metric %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("alertmanager metric %s: GET /metrics: %s", name, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("alertmanager metric %s: parse /metrics: %w", name, err)
+	}
+	fam, ok := families[name]
+	if !ok {
+		return 0, nil // counters with labels appear only once incremented
+	}
+	total := 0.0
+metrics:
+	for _, m := range fam.GetMetric() {
+		got := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			got[lp.GetName()] = lp.GetValue()
+		}
+		for k, v := range labels {
+			if got[k] != v {
+				continue metrics
+			}
+		}
+		total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+	}
+	return total, nil
 }
 
 // Stop stops the server gracefully; Alertmanager writes its silences and notification log to

@@ -43,7 +43,6 @@ const (
 // stopped in t.Cleanup, and its captured output is copied into the test log when the test failed.
 // Its methods are safe for concurrent use.
 type Process struct {
-	t       testing.TB
 	name    string
 	bin     string
 	args    []string
@@ -66,7 +65,6 @@ type Process struct {
 func NewProcess(t testing.TB, name, bin string, args ...string) *Process {
 	t.Helper()
 	p := &Process{
-		t:       t,
 		name:    name,
 		bin:     bin,
 		args:    append([]string(nil), args...),

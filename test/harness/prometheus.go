@@ -13,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 )
 
 const (
@@ -22,6 +26,13 @@ const (
 	// promBackfillTimeout bounds one promtool run. It writes a block per 2 h of data and a few
 	// hours of a small mesh take a second or two; the margin is for busy machines.
 	promBackfillTimeout = 5 * time.Minute
+	// promQueryPoll is how often AwaitQuery re-runs its query: a bit under the default 1s scrape
+	// interval, so a new scrape is noticed promptly without hammering the server.
+	promQueryPoll = 250 * time.Millisecond
+	// promAwaitTimeout bounds AwaitQuery when its context has no deadline. The first scrape
+	// comes ~5 s after startup (service discovery batches its first update), so results appear
+	// after ~6.5 s; the margin is for busy machines.
+	promAwaitTimeout = 60 * time.Second
 	// promLongRetention keeps backfilled samples, which are usually older than the default 15 d
 	// (or simply "old" relative to block boundaries), from being deleted at startup.
 	promLongRetention = "100y"
@@ -158,6 +169,50 @@ func (p *Prometheus) ConfigPath() string { return p.configPath }
 // Process exposes the underlying process (log, pid) for tests that need it.
 func (p *Prometheus) Process() *Process { return p.proc }
 
+// API returns a client for the HTTP API (the client the checker uses). v1.25's Query returns
+// value, warnings, infos and error.
+func (p *Prometheus) API() promv1.API {
+	c, err := promapi.NewClient(promapi.Config{Address: p.URL()})
+	if err != nil {
+		// NewClient only fails to parse the address, which URL() builds: a harness bug.
+		panic(fmt.Sprintf("prometheus api client for %s: %v", p.URL(), err))
+	}
+	return promv1.NewAPI(c)
+}
+
+// AwaitQuery runs an instant query (at the current time) until ok accepts its result, and
+// returns that result. Query errors are retried until ctx ends (promAwaitTimeout when ctx has no
+// deadline); the error then names the last result or query error.
+func (p *Prometheus) AwaitQuery(ctx context.Context, query string, ok func(model.Value) bool) (model.Value, error) {
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, promAwaitTimeout)
+		defer cancel()
+	}
+	api := p.API()
+	ticker := time.NewTicker(promQueryPoll)
+	defer ticker.Stop()
+	var last string
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		v, warnings, _, err := api.Query(qctx, query, time.Now())
+		cancel()
+		switch {
+		case err != nil:
+			last = "error: " + err.Error()
+		case ok(v):
+			return v, nil
+		default:
+			last = fmt.Sprintf("result %v (warnings %v)", v, warnings)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("await query %q: %w; last %s", query, ctx.Err(), last)
+		case <-ticker.C:
+		}
+	}
+}
+
 // Stop stops the server gracefully (its head block and WAL are kept in DataDir).
 func (p *Prometheus) Stop() error {
 	if err := p.proc.Stop(); err != nil {
@@ -212,8 +267,8 @@ func PromBackfillFile(t testing.TB, inputPath, dataDir string) error {
 		return fmt.Errorf("backfill: promtool tsdb create-blocks-from openmetrics %s: %w\n%s",
 			inputPath, err, promTail(string(out), 40))
 	}
-	// promtool reports some input errors (such as a missing "# EOF") on stderr but still exits 0
-	// with no blocks written, which would otherwise surface later as a puzzling empty query.
+	// An input without samples makes promtool exit 0 without writing a block, which would
+	// otherwise surface later as a puzzling empty query result.
 	entries, err := os.ReadDir(dataDir)
 	if err != nil {
 		return fmt.Errorf("backfill: %w", err)

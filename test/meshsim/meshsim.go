@@ -32,9 +32,9 @@ package meshsim
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
 	"net/http"
@@ -61,19 +61,24 @@ const (
 
 // Metric names, as Istio and istio-proxy export them.
 const (
-	MetricRequests          = "istio_requests_total"
-	MetricRequestDuration   = "istio_request_duration_milliseconds"
-	MetricTCPOpened         = "istio_tcp_connections_opened_total"
-	MetricUpstreamRq        = "envoy_cluster_upstream_rq_total"
-	MetricUpstreamRetry     = "envoy_cluster_upstream_rq_retry"
-	MetricEjectionsActive   = "envoy_cluster_outlier_detection_ejections_active"
-	unknown                 = "unknown"
-	defaultCluster          = "Kubernetes" // Istio's default cluster ID
-	defaultPort             = 9080
-	defaultLatency          = 10 * time.Millisecond
-	defaultTimeout          = time.Second
-	defaultVersion          = "v1"
-	countEpsilon            = 1e-9 // absorbs float error so 0.29×100 counts 29, not 28
+	MetricRequests        = "istio_requests_total"
+	MetricRequestDuration = "istio_request_duration_milliseconds"
+	MetricTCPOpened       = "istio_tcp_connections_opened_total"
+	MetricUpstreamRq      = "envoy_cluster_upstream_rq_total"
+	MetricUpstreamRetry   = "envoy_cluster_upstream_rq_retry"
+	MetricEjectionsActive = "envoy_cluster_outlier_detection_ejections_active"
+)
+
+const (
+	unknown        = "unknown"    // Istio's value for a label it cannot know
+	defaultCluster = "Kubernetes" // Istio's default cluster ID
+	defaultPort    = 9080
+	defaultLatency = 10 * time.Millisecond
+	defaultTimeout = time.Second
+	defaultVersion = "v1"
+	// countEpsilon absorbs float error in rate × elapsed, so 0.29/s over 100 s counts 29, not 28.
+	countEpsilon = 1e-9
+	// Noise cluster rates per proxy (see the package comment).
 	noiseXDSRate            = 0.2
 	noiseXDSRetryRate       = 0.1
 	noisePassthroughRate    = 0.5
@@ -208,10 +213,9 @@ func (w Workload) PodName() string { return w.withDefaults().Pod }
 
 // podName derives a stable pod name shaped like a Deployment's: <name>-<10 hex>-<5 hex>.
 func podName(namespace, name string) string {
-	h := fnv.New64a()
-	h.Write([]byte(namespace + "/" + name))
-	sum := fmt.Sprintf("%016x", h.Sum64())
-	return name + "-" + sum[:10] + "-" + sum[11:16]
+	// sha256 rather than FNV: similar names (reviews-v2, reviews-v3) get visibly different hashes.
+	sum := fmt.Sprintf("%x", sha256.Sum256([]byte(namespace+"/"+name)))
+	return name + "-" + sum[:10] + "-" + sum[10:15]
 }
 
 func (f Flow) withDefaults() Flow {

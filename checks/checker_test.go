@@ -1,0 +1,307 @@
+package checks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+)
+
+// stormResults is a cycle's answers with one retry storm and plaintext into a STRICT workload.
+func stormResults() map[string]model.Vector {
+	return map[string]model.Vector{
+		SignalEnvoyRetries:      {sample(0.3, "service_host", "ratings.bookinfo.svc.cluster.local")},
+		SignalPlaintextRequests: {plaintextInto(2, "bookinfo", "reviews-v1", "reviews", "legacy", "legacy-client")},
+		SignalTelemetryPresence: {sample(1, "destination_workload_namespace", "bookinfo")},
+	}
+}
+
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time          { return c.now }
+func (c *clock) advance(d time.Duration) { c.now = c.now.Add(d) }
+
+func newTestChecker(t *testing.T, q Querier, src ConfigSource, n *Notifier, clk *clock) (*Checker, *Metrics) {
+	t.Helper()
+	s := testSettings()
+	s.ExtraLabels = map[string]string{"cluster": "prod"}
+	s.CheckerNamespace = "meshguard"
+	m := NewMetrics(prometheus.NewRegistry())
+	c, err := New(Options{Settings: s, Querier: q, Config: src, Notifier: n, Clock: clk.Now, Metrics: m})
+	require.NoError(t, err)
+	return c, m
+}
+
+func TestCheckerCycle(t *testing.T) {
+	s := testSettings()
+	q := newFakeQuerier(s, stormResults())
+	clk := &clock{now: t0}
+	c, m := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, nil, clk)
+
+	res := c.Cycle(context.Background())
+	require.False(t, res.Degraded())
+	require.Len(t, res.Firing, 2)
+	require.Len(t, res.Sent, 2)
+	require.EqualValues(t, len(Signals(s)), q.calls.Load(), "one query per signal")
+
+	storm := res.Firing[1]
+	require.Equal(t, AlertRetryStorm, storm.Name())
+	require.Equal(t, map[string]string{"alertname": "MeshRetryStorm", "severity": "warning", "rule": "retry-storm",
+		"namespace": "bookinfo", "service": "ratings", "destination_service": "ratings.bookinfo.svc.cluster.local",
+		"cluster": "prod"}, storm.Labels)
+	require.Equal(t, "https://github.com/meshguard/meshguard/blob/main/docs/runbooks.md#meshretrystorm", storm.Annotations["runbook_url"])
+	require.Contains(t, storm.Annotations["description"], "30.00%")
+	require.Contains(t, storm.Annotations["description"], "threshold 5.00%")
+	u, err := url.Parse(storm.GeneratorURL)
+	require.NoError(t, err)
+	require.Equal(t, "/graph", u.Path)
+	require.Equal(t, "1", u.Query().Get("g0.tab"))
+	require.Contains(t, u.Query().Get("g0.expr"), "envoy_cluster_upstream_rq_retry")
+	require.Equal(t, 0.3, storm.Value)
+	require.Equal(t, 1.0, metricValue(t, m.AlertsFiring.WithLabelValues(AlertRetryStorm)))
+	require.NoError(t, c.Ready())
+
+	// The storm stops: the next cycle resolves it and sends it once with EndsAt = now.
+	clk.advance(s.Interval)
+	results := stormResults()
+	delete(results, SignalEnvoyRetries)
+	q.set(s, results)
+	res = c.Cycle(context.Background())
+	require.Len(t, res.Firing, 1)
+	var resolved *Alert
+	for _, a := range res.Sent {
+		if a.Name() == AlertRetryStorm {
+			resolved = a
+		}
+	}
+	require.NotNil(t, resolved)
+	require.Equal(t, clk.now, resolved.EndsAt())
+}
+
+func TestCheckerNeverResolvesOnMissingData(t *testing.T) {
+	s := testSettings()
+	q := newFakeQuerier(s, stormResults())
+	clk := &clock{now: t0}
+	c, m := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, nil, clk)
+	require.Len(t, c.Cycle(context.Background()).Firing, 2)
+
+	q.fail(errors.New("connection refused"))
+	for range 3 {
+		clk.advance(s.Interval)
+		res := c.Cycle(context.Background())
+		require.True(t, res.Degraded())
+		names := map[string]bool{}
+		for _, a := range res.Firing {
+			names[a.Name()] = true
+		}
+		require.Equal(t, map[string]bool{AlertRetryStorm: true, AlertPlaintextTraffic: true, AlertCheckerDegraded: true}, names)
+		for _, a := range res.Sent {
+			require.Equal(t, StateFiring, a.State, "%s must not be resolved", a.Name())
+			require.Equal(t, clk.now.Add(4*s.Interval), a.EndsAt(), "kept alive in Alertmanager")
+		}
+	}
+	deg := c.tracker.Firing()[0]
+	require.Equal(t, AlertCheckerDegraded, deg.Name())
+	require.Equal(t, "meshguard", deg.Labels[LabelNamespace])
+	require.Contains(t, deg.Annotations["description"], "connection refused")
+	require.ErrorContains(t, c.Ready(), "degraded")
+	require.Equal(t, 1.0, metricValue(t, m.Degraded))
+	require.Equal(t, 3.0, metricValue(t, m.Queries.WithLabelValues(SignalEnvoyRetries, "error")))
+
+	// Prometheus is back and the storm is over. The degradation resolves at once, but the
+	// storm only once a whole window has been seen since the outage: the hole in the data
+	// must not resolve it.
+	q.fail(nil)
+	results := stormResults()
+	delete(results, SignalEnvoyRetries)
+	q.set(s, results)
+	resolvedIn := func(res *Result) []string {
+		var out []string
+		for _, a := range res.Sent {
+			if a.State == StateInactive {
+				out = append(out, a.Name())
+			}
+		}
+		return out
+	}
+	clk.advance(s.Interval)
+	res := c.Cycle(context.Background())
+	require.False(t, res.Degraded())
+	require.Contains(t, res.Recovering, SignalEnvoyRetries)
+	require.Equal(t, []string{AlertCheckerDegraded}, resolvedIn(res))
+	require.NoError(t, c.Ready())
+
+	clk.advance(s.Window)
+	res = c.Cycle(context.Background())
+	require.Empty(t, res.Recovering)
+	require.Equal(t, []string{AlertRetryStorm}, resolvedIn(res))
+}
+
+func TestAbsenceIsNotAlertedWhileTheDataHasAHole(t *testing.T) {
+	s := testSettings()
+	const quiet = meshStrict + `
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: quiet}
+spec: {mtls: {mode: STRICT}}
+`
+	q := newFakeQuerier(s, nil)
+	clk := &clock{now: t0}
+	c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, quiet)}, nil, clk)
+	q.fail(errors.New("down"))
+	c.Cycle(context.Background())
+	q.fail(nil)
+	clk.advance(s.Interval)
+	require.Empty(t, c.Cycle(context.Background()).Firing, "right after an outage, no series is no evidence")
+	clk.advance(s.Window)
+	res := c.Cycle(context.Background())
+	require.Len(t, res.Firing, 1)
+	require.Equal(t, AlertTelemetryBlind, res.Firing[0].Name())
+}
+
+func TestCheckerWithoutConfigurationKeepsConfigAlerts(t *testing.T) {
+	s := testSettings()
+	q := newFakeQuerier(s, nil)
+	c, _ := newTestChecker(t, q, failingSource{}, nil, &clock{now: t0})
+	res := c.Cycle(context.Background())
+	require.True(t, res.Degraded())
+	require.ErrorContains(t, res.ConfigErr, "apiserver unreachable")
+	require.Len(t, res.Firing, 1)
+	require.Equal(t, AlertCheckerDegraded, res.Firing[0].Name())
+	require.Contains(t, res.Firing[0].Annotations["failed_signals"], "mesh configuration")
+}
+
+func TestQueriesPerCycleDoNotGrowWithServices(t *testing.T) {
+	s := testSettings()
+	for _, n := range []int{10, 1000, 10000} {
+		t.Run(fmt.Sprintf("%d destination services", n), func(t *testing.T) {
+			var storms, plain model.Vector
+			for i := range n {
+				storms = append(storms, sample(0.2, "service_host", fmt.Sprintf("svc-%05d.mesh-%03d.svc.cluster.local", i, i/100)))
+				plain = append(plain, plaintextInto(1, fmt.Sprintf("mesh-%03d", i/100), fmt.Sprintf("svc-%05d-v1", i), "a", "x", "y"))
+			}
+			q := newFakeQuerier(s, map[string]model.Vector{SignalEnvoyRetries: storms, SignalPlaintextRequests: plain})
+			c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, nil, &clock{now: t0})
+			start := time.Now()
+			res := c.Cycle(context.Background())
+			t.Logf("%d services: %d queries, %d alerts firing, cycle %s", n, q.calls.Load(), len(res.Firing), time.Since(start))
+			require.EqualValues(t, len(Signals(s)), q.calls.Load())
+			require.Len(t, res.Firing, 2*n)
+		})
+	}
+}
+
+func TestCheckerSendsToAlertmanagerAndRestores(t *testing.T) {
+	s := testSettings()
+	am := newFakeAM(t)
+	n, _ := testNotifier(t, endpoint(am.URL()))
+	q := newFakeQuerier(s, stormResults())
+	clk := &clock{now: time.Now().Truncate(time.Second)}
+	c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, n, clk)
+	c.Cycle(context.Background())
+	require.Eventually(t, func() bool { return len(am.received()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	firstStart := am.received()[0].StartsAt
+
+	// A restarted checker reads the firing alerts back: same start time, and the storm that
+	// ended while it was down is resolved at its first cycle.
+	n2, _ := testNotifier(t, endpoint(am.URL()))
+	clk2 := &clock{now: clk.now.Add(time.Minute)}
+	c2, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, n2, clk2)
+	restored, err := c2.Restore(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 2, restored)
+	results := stormResults()
+	delete(results, SignalEnvoyRetries)
+	q.set(s, results)
+	res := c2.Cycle(context.Background())
+	require.Len(t, res.Firing, 1)
+	require.True(t, firstStart.Equal(res.Firing[0].StartsAt()), "no new start time after a restart")
+	require.Eventually(t, func() bool { return len(am.received()) == 4 }, 5*time.Second, 10*time.Millisecond)
+	last := am.received()[2:]
+	for _, a := range last {
+		if a.Labels[LabelAlertname] == AlertRetryStorm {
+			require.True(t, clk2.now.Equal(a.EndsAt), "resolved at the first cycle after the restart")
+		}
+	}
+}
+
+func TestHandler(t *testing.T) {
+	s := testSettings()
+	q := newFakeQuerier(s, stormResults())
+	reg := prometheus.NewRegistry()
+	c, err := New(Options{Settings: s, Querier: q, Config: StaticSource{meshFrom(t, meshStrict)}, Metrics: NewMetrics(reg)})
+	require.NoError(t, err)
+	h := Handler(c, reg)
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	code, _ := get("/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "not ready before the first cycle")
+	c.Cycle(context.Background())
+	code, _ = get("/readyz")
+	require.Equal(t, http.StatusOK, code)
+	code, _ = get("/healthz")
+	require.Equal(t, http.StatusOK, code)
+	code, body := get("/metrics")
+	require.Equal(t, http.StatusOK, code)
+	for _, want := range []string{"meshguard_check_cycle_duration_seconds", `meshguard_check_queries_total{result="success",signal="envoy_retries"} 1`,
+		`meshguard_check_alerts_firing{alertname="MeshRetryStorm"} 1`, "meshguard_check_degraded 0"} {
+		require.Contains(t, body, want)
+	}
+	q.fail(errors.New("down"))
+	c.Cycle(context.Background())
+	code, body = get("/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "down")
+}
+
+func TestReportFormats(t *testing.T) {
+	s := testSettings()
+	c, _ := newTestChecker(t, newFakeQuerier(s, stormResults()), StaticSource{meshFrom(t, meshStrict)}, nil, &clock{now: t0})
+	rep := NewReport(c.Cycle(context.Background()), s)
+	tests := []struct {
+		name   string
+		format string
+		check  func(t *testing.T, out string)
+	}{
+		{name: "json lists each firing alert with labels, annotations and figure", format: "json", check: func(t *testing.T, out string) {
+			var got Report
+			require.NoError(t, json.Unmarshal([]byte(out), &got))
+			require.Len(t, got.Firing, 2)
+			require.Equal(t, AlertPlaintextTraffic, got.Firing[0].Labels["alertname"])
+			require.Equal(t, 2.0, got.Firing[0].Figure)
+			require.NotEmpty(t, got.Firing[0].Annotations["description"])
+			require.Len(t, got.Queries, len(Signals(s)))
+		}},
+		{name: "text is a table with a summary line", format: "text", check: func(t *testing.T, out string) {
+			require.Contains(t, out, "ALERT")
+			require.Contains(t, out, "MeshRetryStorm")
+			require.Contains(t, out, "2 alerts firing (1 critical, 1 warning)")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			require.NoError(t, WriteReport(&b, rep, tc.format))
+			tc.check(t, b.String())
+		})
+	}
+	require.ErrorContains(t, WriteReport(&bytes.Buffer{}, rep, "yaml"), `"yaml"`)
+	var b bytes.Buffer
+	require.NoError(t, WriteReport(&b, &Report{Window: "5m"}, "text"))
+	require.True(t, strings.HasPrefix(b.String(), "No alerts"))
+}

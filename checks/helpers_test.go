@@ -1,0 +1,96 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/manifest"
+)
+
+func testSettings() Settings {
+	s := SettingsFrom(config.Default())
+	s.Interval, s.Window = 10*time.Second, time.Minute
+	s.PrometheusURL = "http://prom.example:9090"
+	return s
+}
+
+func sample(v float64, labels ...string) *model.Sample {
+	m := model.Metric{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		m[model.LabelName(labels[i])] = model.LabelValue(labels[i+1])
+	}
+	return &model.Sample{Metric: m, Value: model.SampleValue(v)}
+}
+
+func meshFrom(t *testing.T, yaml string) *MeshConfig {
+	t.Helper()
+	objs, problems := manifest.Parse("test.yaml", []byte(yaml))
+	require.Empty(t, problems)
+	return NewMeshConfig("istio-system", objs, nil)
+}
+
+// fakeQuerier answers each signal's query with a canned vector; it counts the queries and
+// fails them all while err is set.
+type fakeQuerier struct {
+	mu      sync.Mutex
+	answers map[string]model.Vector // by query text
+	err     error
+	calls   atomic.Int64
+}
+
+func newFakeQuerier(s Settings, bySignal map[string]model.Vector) *fakeQuerier {
+	q := &fakeQuerier{answers: map[string]model.Vector{}}
+	q.set(s, bySignal)
+	return q
+}
+
+func (q *fakeQuerier) set(s Settings, bySignal map[string]model.Vector) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.answers = map[string]model.Vector{}
+	for _, sig := range append(Signals(s), GraphSignals(s.Window)...) {
+		q.answers[sig.Query] = bySignal[sig.Name]
+	}
+}
+
+func (q *fakeQuerier) fail(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.err = err
+}
+
+func (q *fakeQuerier) Query(_ context.Context, query string, _ time.Time, _ ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error) {
+	q.calls.Add(1)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil {
+		return nil, nil, nil, q.err
+	}
+	v, ok := q.answers[query]
+	if !ok {
+		return nil, nil, nil, errors.New("unexpected query: " + query)
+	}
+	if v == nil {
+		v = model.Vector{}
+	}
+	return v, nil, nil, nil
+}
+
+// failingSource is a ConfigSource that always fails.
+type failingSource struct{}
+
+func (failingSource) Load(context.Context) (*MeshConfig, error) {
+	return nil, errors.New("apiserver unreachable")
+}
+func (failingSource) String() string { return "failing source" }
+
+func endpoint(url string) config.Endpoint { return config.Endpoint{URL: url} }

@@ -1,0 +1,91 @@
+package checks
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/meshguard/meshguard/internal/manifest"
+	"github.com/meshguard/meshguard/internal/mesh"
+)
+
+// MeshConfig is the Istio configuration traffic is compared with: the objects (PeerAuthentications
+// for mTLS; VirtualServices and DestinationRules for the graph) and the namespaces known to be in
+// the mesh.
+type MeshConfig struct {
+	Objects []*manifest.Object
+	// Namespaces are the namespaces known to be in the mesh besides those holding objects: in a
+	// cluster, the namespaces labelled for sidecar injection or ambient.
+	Namespaces []string
+
+	resolver *mesh.Resolver
+}
+
+// NewMeshConfig indexes objects; rootNamespace is Istio's root config namespace.
+func NewMeshConfig(rootNamespace string, objects []*manifest.Object, namespaces []string) *MeshConfig {
+	return &MeshConfig{Objects: objects, Namespaces: namespaces, resolver: mesh.NewResolver(rootNamespace, objects)}
+}
+
+// Resolver resolves effective PeerAuthentication modes, the way the lint rules do.
+func (m *MeshConfig) Resolver() *mesh.Resolver { return m.resolver }
+
+// meshNamespaces lists every namespace the configuration mentions, sorted.
+func (m *MeshConfig) meshNamespaces() []string {
+	set := map[string]bool{}
+	for _, ns := range m.Namespaces {
+		set[ns] = true
+	}
+	for _, o := range m.Objects {
+		if o.Namespace != "" {
+			set[o.Namespace] = true
+		}
+	}
+	for _, ns := range m.resolver.Namespaces() {
+		set[ns] = true
+	}
+	out := make([]string, 0, len(set))
+	for ns := range set {
+		out = append(out, ns)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ConfigSource provides the mesh configuration; the checker reads it every cycle, so a changed
+// policy is seen without a restart.
+type ConfigSource interface {
+	Load(ctx context.Context) (*MeshConfig, error)
+	// String names the source in errors and logs.
+	String() string
+}
+
+// FileSource reads manifests from files and directories (`--config-from DIR`).
+type FileSource struct {
+	Paths         []string
+	RootNamespace string
+}
+
+// Load reads the files again. Documents that fail Istio's schema are skipped (lint reports
+// them); an unreadable path is an error.
+func (f FileSource) Load(context.Context) (*MeshConfig, error) {
+	res, err := manifest.Loader{}.Load(f.Paths)
+	if err != nil {
+		return nil, fmt.Errorf("load mesh config from %s: %w", f.String(), err)
+	}
+	return NewMeshConfig(f.RootNamespace, res.Objects, nil), nil
+}
+
+func (f FileSource) String() string { return fmt.Sprintf("files %v", f.Paths) }
+
+// StaticSource is a fixed configuration (tests, and callers that load it themselves).
+type StaticSource struct{ Config *MeshConfig }
+
+// Load returns the fixed configuration.
+func (s StaticSource) Load(context.Context) (*MeshConfig, error) { return s.Config, nil }
+
+func (s StaticSource) String() string { return "static configuration" }
+
+func meshHostNamespace(host, domain string) (string, bool) {
+	ns, ok := mesh.HostNamespace(host, "", domain)
+	return ns, ok && ns != ""
+}

@@ -1,0 +1,116 @@
+package checks
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// ReportFormats lists the output formats of WriteReport.
+func ReportFormats() []string { return []string{"json", "text"} }
+
+// ReportAlert is one firing alert as `check --once` prints it.
+type ReportAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	Figure       float64           `json:"figure"`
+	Signal       string            `json:"signal,omitempty"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+	StartsAt     time.Time         `json:"startsAt"`
+}
+
+// ReportQuery is one query of the cycle.
+type ReportQuery struct {
+	Signal     string  `json:"signal"`
+	Query      string  `json:"query"`
+	Series     int     `json:"series"`
+	DurationMs float64 `json:"durationMs"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// Report is the JSON document of `check --once -o json`.
+type Report struct {
+	EvaluatedAt time.Time     `json:"evaluatedAt"`
+	Window      string        `json:"window"`
+	Firing      []ReportAlert `json:"firing"`
+	Queries     []ReportQuery `json:"queries"`
+	Errors      []string      `json:"errors,omitempty"`
+}
+
+// NewReport describes a cycle's result. It copies what it needs and never changes res.
+func NewReport(res *Result, s Settings) *Report {
+	r := &Report{EvaluatedAt: res.EvaluatedAt, Window: promDuration(s.Window), Firing: []ReportAlert{}}
+	for _, a := range res.Firing {
+		r.Firing = append(r.Firing, ReportAlert{Labels: a.Labels, Annotations: a.Annotations, Figure: a.Value,
+			Signal: a.Signal, GeneratorURL: a.GeneratorURL, StartsAt: a.StartsAt()})
+	}
+	for _, q := range res.Queries {
+		rq := ReportQuery{Signal: q.Signal, Query: q.Query, Series: q.Series, DurationMs: float64(q.Duration.Microseconds()) / 1000}
+		if q.Err != nil {
+			rq.Error = q.Err.Error()
+		}
+		r.Queries = append(r.Queries, rq)
+	}
+	for _, e := range res.Errors() {
+		r.Errors = append(r.Errors, e.Error())
+	}
+	return r
+}
+
+// WriteReport writes the report as json or text (a table of firing alerts). An unknown format
+// is an error.
+func WriteReport(w io.Writer, r *Report, format string) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		return nil
+	case "text":
+		return writeText(w, r)
+	}
+	return fmt.Errorf("output format %q: want one of %s", format, strings.Join(ReportFormats(), ", "))
+}
+
+// identityLabels are the labels shown in the TARGET column, in this order.
+var identityLabels = []string{"destination_workload", "service", "source_workload_namespace", "source_workload", "cluster_name", "peer_authentication"}
+
+func writeText(w io.Writer, r *Report) error {
+	if len(r.Firing) == 0 {
+		_, err := fmt.Fprintf(w, "No alerts: traffic over the last %s matches the configuration (%d queries at %s).\n",
+			r.Window, len(r.Queries), r.EvaluatedAt.UTC().Format(time.RFC3339))
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ALERT\tSEVERITY\tNAMESPACE\tTARGET\tFIGURE\tSUMMARY")
+	for _, a := range r.Firing {
+		var target []string
+		for _, k := range identityLabels {
+			if v := a.Labels[k]; v != "" {
+				target = append(target, k+"="+v)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.4g\t%s\n", a.Labels[LabelAlertname], a.Labels[LabelSeverity], a.Labels[LabelNamespace],
+			strings.Join(target, " "), a.Figure, a.Annotations["summary"])
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	counts := map[string]int{}
+	for _, a := range r.Firing {
+		counts[a.Labels[LabelSeverity]]++
+	}
+	sevs := make([]string, 0, len(counts))
+	for s := range counts {
+		sevs = append(sevs, fmt.Sprintf("%d %s", counts[s], s))
+	}
+	sort.Strings(sevs)
+	_, err := fmt.Fprintf(w, "\n%d alerts firing (%s) over the last %s.\n", len(r.Firing), strings.Join(sevs, ", "), r.Window)
+	return err
+}

@@ -1,0 +1,148 @@
+package checks
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// Alert names and the rule label of each.
+const (
+	AlertPlaintextTraffic = "MeshPlaintextTraffic"
+	AlertPlaintextAllowed = "MeshPlaintextAllowed"
+	AlertRetryStorm       = "MeshRetryStorm"
+	AlertUpstreamTimeouts = "MeshUpstreamTimeouts"
+	AlertCircuitOpen      = "MeshCircuitOpen"
+	AlertTelemetryBlind   = "MeshTelemetryBlind"
+	AlertCheckerDegraded  = "MeshCheckerDegraded"
+)
+
+// Severities, as Alertmanager routes usually match them.
+const (
+	SeverityCritical = "critical"
+	SeverityWarning  = "warning"
+)
+
+// Label names the alerts use besides the identifying labels of Istio's metrics.
+const (
+	LabelAlertname = "alertname"
+	LabelSeverity  = "severity"
+	LabelNamespace = "namespace"
+	LabelRule      = "rule"
+)
+
+// Finding is one would-be alert a rule found in a cycle.
+type Finding struct {
+	// Labels identify it (namespace, workload or service labels); alertname, severity and rule
+	// are added from the rule.
+	Labels map[string]string
+	// Annotations hold summary, description and details; runbook_url is added from the rule.
+	Annotations map[string]string
+	// Value is the measured figure (a rate, a ratio, a count).
+	Value float64
+	// Signal is the query the figure comes from ("" when it is not one query's).
+	Signal string
+}
+
+// Rule turns the results of a cycle's queries into findings of one alert.
+type Rule struct {
+	// Alertname is the alertname label.
+	Alertname string
+	// Severity is the severity label.
+	Severity string
+	// ID is the rule label: a stable slug, also used by `meshguard check --help` docs.
+	ID string
+	// Signals are the queries the rule reads. When one of them failed in a cycle, the rule's
+	// alerts that were not found again are kept as they are: missing data resolves nothing.
+	Signals []string
+	// Help says when the alert fires.
+	Help string
+
+	// absence: the rule fires when data is missing, so it raises nothing while its data has a hole.
+	absence bool
+	eval    func(*evalContext) []Finding
+}
+
+// Rules returns the checker's rules, sorted by alert name. MeshCheckerDegraded is raised by the
+// checker itself and has no rule.
+func Rules() []Rule {
+	rules := []Rule{
+		{Alertname: AlertPlaintextTraffic, Severity: SeverityCritical, ID: "plaintext-traffic",
+			Signals: []string{SignalPlaintextRequests, SignalPlaintextTCP},
+			Help:    "plaintext requests or TCP connections reach a workload whose effective PeerAuthentication is STRICT",
+			eval:    evalPlaintextTraffic},
+		{Alertname: AlertPlaintextAllowed, Severity: SeverityWarning, ID: "plaintext-allowed",
+			Signals: []string{SignalPlaintextRequests, SignalPlaintextTCP},
+			Help:    "plaintext traffic reaches a workload through a PERMISSIVE policy that carries a meshguard exception: the exception is in use",
+			eval:    evalPlaintextAllowed},
+		{Alertname: AlertRetryStorm, Severity: SeverityWarning, ID: "retry-storm",
+			Signals: []string{SignalEnvoyRetries, SignalURXRetries},
+			Help:    "retries / requests to one destination service exceed the retry ratio (Envoy cluster stats, or the URX share where they are not exported)",
+			eval:    evalRetryStorm},
+		{Alertname: AlertUpstreamTimeouts, Severity: SeverityWarning, ID: "upstream-timeouts",
+			Signals: []string{SignalUpstreamTimeouts},
+			Help:    "the share of requests to one destination service that time out upstream (UT) exceeds the timeout ratio",
+			eval:    evalUpstreamTimeouts},
+		{Alertname: AlertCircuitOpen, Severity: SeverityWarning, ID: "circuit-open",
+			Signals: []string{SignalOutlierEjections},
+			Help:    "outlier detection has ejected hosts of one outbound cluster",
+			eval:    evalCircuitOpen},
+		{Alertname: AlertTelemetryBlind, Severity: SeverityWarning, ID: "telemetry-blind",
+			Signals: []string{SignalTelemetryPresence},
+			Help:    "a namespace the configuration makes STRICT has had no request or TCP series from a destination proxy for the whole window",
+			absence: true,
+			eval:    evalTelemetryBlind},
+	}
+	sort.Slice(rules, func(i, j int) bool { return rules[i].Alertname < rules[j].Alertname })
+	return rules
+}
+
+// degradedRule describes MeshCheckerDegraded for listings; the checker raises it itself.
+var degradedRule = Rule{Alertname: AlertCheckerDegraded, Severity: SeverityWarning, ID: "checker-degraded",
+	Help: "the checker's own Prometheus queries (or its reading of the Istio configuration) fail"}
+
+// AllAlerts lists every alert the checker can raise, the degraded one included.
+func AllAlerts() []Rule { return append(Rules(), degradedRule) }
+
+// evalContext is what rules read: one cycle's query results and the mesh configuration.
+type evalContext struct {
+	now      time.Time
+	settings Settings
+	results  map[string]model.Vector // by signal; absent when the query failed
+	mesh     *MeshConfig
+}
+
+// reservedLabel tells whether a label is set by the checker itself.
+func reservedLabel(name string) bool {
+	switch name {
+	case LabelAlertname, LabelSeverity, LabelRule:
+		return true
+	}
+	return false
+}
+
+func labelValue(m model.Metric, name string) string { return string(m[model.LabelName(name)]) }
+
+// serviceOf splits a service host into its short name and namespace; a host outside the mesh
+// keeps its whole name and has no namespace.
+func serviceOf(host, domain string) (name, namespace string) {
+	if ns, ok := meshHostNamespace(host, domain); ok {
+		return strings.SplitN(host, ".", 2)[0], ns
+	}
+	return host, ""
+}
+
+// workloadRef writes namespace/workload, spelling out Istio's "unknown".
+func workloadRef(namespace, workload string) string {
+	if workload == "" || workload == "unknown" {
+		return "a client without a sidecar (source_workload=\"unknown\")"
+	}
+	return namespace + "/" + workload
+}
+
+func percent(v float64) string { return fmt.Sprintf("%.2f%%", v*100) }
+
+func perSecond(v float64, unit string) string { return fmt.Sprintf("%.3g %s/s", v, unit) }

@@ -1,0 +1,138 @@
+package checks
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/mesh"
+)
+
+// Settings are the checker's parameters, read from the shared config file (SettingsFrom) and
+// overridden by flags.
+type Settings struct {
+	// Interval is the time between two cycles; EndsAt of a firing alert is 4 intervals ahead.
+	Interval time.Duration
+	// Window is the range every rate is taken over.
+	Window time.Duration
+	// RetryRatio is retries / requests above which MeshRetryStorm fires.
+	RetryRatio float64
+	// UpstreamTimeoutRatio is the share of UT responses above which MeshUpstreamTimeouts fires.
+	UpstreamTimeoutRatio float64
+	// Include and Exclude filter namespaces by name or glob (path.Match); an empty Include means
+	// every namespace. Exclude wins.
+	Include, Exclude []string
+	// ExtraLabels are added to every alert (never overriding the alert's own labels), for
+	// example the cluster's name.
+	ExtraLabels map[string]string
+	// RunbookBaseURL prefixes each alert's runbook anchor.
+	RunbookBaseURL string
+	// PrometheusURL is the Prometheus that generatorURL links open.
+	PrometheusURL string
+	// RootNamespace is Istio's root config namespace (mesh-wide policies live there).
+	RootNamespace string
+	// MeshDomain is the cluster DNS domain of service hosts.
+	MeshDomain string
+	// CheckerNamespace is the namespace label of MeshCheckerDegraded (where the checker runs).
+	CheckerNamespace string
+}
+
+// SettingsFrom reads the check section of the shared config. The generatorURL base is the
+// configured external URL, or the Prometheus URL.
+func SettingsFrom(c *config.Config) Settings {
+	s := Settings{
+		Interval:             c.Check.Interval.Duration,
+		Window:               c.Check.Window.Duration,
+		RetryRatio:           c.Check.Thresholds.RetryRatio,
+		UpstreamTimeoutRatio: c.Check.Thresholds.UpstreamTimeoutRatio,
+		Include:              c.Check.Namespaces.Include,
+		Exclude:              c.Check.Namespaces.Exclude,
+		ExtraLabels:          c.Check.ExtraLabels,
+		RunbookBaseURL:       c.Check.RunbookBaseURL,
+		PrometheusURL:        c.Check.PrometheusExternalURL,
+		RootNamespace:        c.RootNamespace,
+		MeshDomain:           c.MeshDomain,
+	}
+	if s.PrometheusURL == "" {
+		s.PrometheusURL = c.Check.Prometheus.URL
+	}
+	return s
+}
+
+// Validate reports settings the checker cannot run with.
+func (s Settings) Validate() error {
+	var errs []error
+	if s.Interval <= 0 {
+		errs = append(errs, fmt.Errorf("interval %s must be positive", s.Interval))
+	}
+	// rate() needs two samples in the window, and PromQL durations have no sub-second units
+	// that every Prometheus accepts.
+	if s.Window < time.Second || s.Window%time.Millisecond != 0 {
+		errs = append(errs, fmt.Errorf("window %s must be at least 1s (whole milliseconds)", s.Window))
+	}
+	if s.RetryRatio <= 0 || s.RetryRatio >= 1 {
+		errs = append(errs, fmt.Errorf("retry ratio %v must be in (0, 1)", s.RetryRatio))
+	}
+	if s.UpstreamTimeoutRatio <= 0 || s.UpstreamTimeoutRatio >= 1 {
+		errs = append(errs, fmt.Errorf("upstream timeout ratio %v must be in (0, 1)", s.UpstreamTimeoutRatio))
+	}
+	for _, p := range append(append([]string(nil), s.Include...), s.Exclude...) {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("namespace pattern %q: %w", p, err))
+		}
+	}
+	for k := range s.ExtraLabels {
+		if reservedLabel(k) {
+			errs = append(errs, fmt.Errorf("extra label %q would override the alert's own label", k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s Settings) domain() string {
+	if s.MeshDomain == "" {
+		return mesh.DefaultDomain
+	}
+	return s.MeshDomain
+}
+
+// watches tells whether the checker looks at namespace ns. Findings about workloads outside the
+// filter are dropped; a host outside the mesh (no namespace) is kept unless Include is set.
+func (s Settings) watches(ns string) bool {
+	for _, p := range s.Exclude {
+		if ok, _ := path.Match(p, ns); ok {
+			return false
+		}
+	}
+	if len(s.Include) == 0 {
+		return true
+	}
+	for _, p := range s.Include {
+		if ok, _ := path.Match(p, ns); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// explicitlyIncluded tells whether ns is named by an Include pattern (the root namespace is only
+// checked for blindness when it is).
+func (s Settings) explicitlyIncluded(ns string) bool {
+	for _, p := range s.Include {
+		if ok, _ := path.Match(p, ns); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// runbook returns the runbook link of an alert: the base URL with the alert name as anchor.
+func (s Settings) runbook(alertname string) string {
+	if s.RunbookBaseURL == "" {
+		return ""
+	}
+	return strings.TrimRight(s.RunbookBaseURL, "#") + "#" + strings.ToLower(alertname)
+}

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/manifest"
+)
+
+// checkFlags are the flags of `meshguard check`; zero values leave the config file's settings.
+type checkFlags struct {
+	configPath       string
+	prometheusURL    string
+	alertmanagers    []string
+	interval         time.Duration
+	window           time.Duration
+	kubeconfig       string
+	configFrom       []string
+	once             bool
+	output           string
+	listenAddress    string
+	flushTimeout     time.Duration
+	restoreFromAM    bool
+	logLevel         string
+	checkerNamespace string
+}
+
+func (f *checkFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.configPath, "config", "", "meshguard config file (its check section: endpoints, interval, window, thresholds, namespaces, extra labels)")
+	fs.StringVar(&f.prometheusURL, "prometheus-url", "", "Prometheus base URL (overrides check.prometheus.url)")
+	fs.StringArrayVar(&f.alertmanagers, "alertmanager-url", nil, "Alertmanager base URL; repeatable, every one gets every alert (overrides check.alertmanagers)")
+	fs.DurationVar(&f.interval, "interval", 0, "time between two checks (default from config: 30s)")
+	fs.DurationVar(&f.window, "window", 0, "range the rates are taken over (default from config: 5m)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications from the cluster of this kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
+	fs.StringArrayVar(&f.configFrom, "config-from", nil, "read PeerAuthentications from manifest files or directories instead of a cluster; repeatable")
+	fs.BoolVar(&f.once, "once", false, "check once, print what fires and exit: 0 nothing fires, 1 something fires, 2 usage error or Prometheus unreachable")
+	fs.StringVarP(&f.output, "output", "o", "text", "--once output format: "+strings.Join(checks.ReportFormats(), ", "))
+	fs.StringVar(&f.listenAddress, "listen-address", ":8080", "daemon mode: address of /metrics, /healthz and /readyz")
+	fs.DurationVar(&f.flushTimeout, "flush-timeout", 15*time.Second, "on shutdown, how long to keep trying to deliver queued alerts")
+	fs.BoolVar(&f.restoreFromAM, "restore", true, "daemon mode: at start, read back from Alertmanager the alerts a previous run left firing (keeps their start times, resolves the ones that cleared)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "daemon log level: debug, info, warn or error")
+	fs.StringVar(&f.checkerNamespace, "checker-namespace", os.Getenv("POD_NAMESPACE"), "namespace label of MeshCheckerDegraded (default: $POD_NAMESPACE)")
+}
+
+func newCheckCmd() *cobra.Command {
+	var f checkFlags
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Check live traffic against the configuration (Prometheus in, Alertmanager out)",
+		Long: `Query Prometheus for Istio's standard metrics and Envoy's cluster stats, compare them with what the
+configuration promises, and raise alerts in Alertmanager (v2 API):
+
+` + checkAlertList() + `
+Each cycle runs one PromQL query per signal, aggregated by labels: the number of queries does not
+grow with the number of services. Firing alerts are re-sent every cycle with endsAt four intervals
+ahead; a cleared alert is sent once more with endsAt = now. A query that fails resolves nothing:
+the alerts that depend on it are kept and MeshCheckerDegraded fires.
+
+The STRICT/PERMISSIVE picture comes from PeerAuthentication objects in the cluster (--kubeconfig,
+or in-cluster) or in manifest files (--config-from DIR).
+
+With --once it checks once, prints what fires (-o text or json) and exits 0 (nothing fires), 1
+(something fires) or 2 (usage error, or Prometheus could not be queried). Without it, it runs as
+a daemon serving /metrics, /healthz and /readyz on --listen-address, and on SIGTERM delivers the
+alerts still queued before it exits.`,
+		Example: `  meshguard check --once --prometheus-url http://prometheus:9090 --config-from k8s/
+  meshguard check --once -o json --prometheus-url http://localhost:9090 --kubeconfig ~/.kube/config
+  meshguard check --config meshguard.yaml --alertmanager-url http://am-0:9093 --alertmanager-url http://am-1:9093`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, &f) },
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func checkAlertList() string {
+	var b strings.Builder
+	for _, r := range checks.AllAlerts() {
+		fmt.Fprintf(&b, "  %-22s %-8s %s\n", r.Alertname, r.Severity, r.Help)
+	}
+	return b.String()
+}
+
+// checkSetup is what both modes need, built from the config file and the flags.
+type checkSetup struct {
+	cfg      *config.Config
+	settings checks.Settings
+	source   checks.ConfigSource
+	querier  checks.Querier
+	ams      []config.Endpoint
+}
+
+func buildCheckSetup(f *checkFlags, fs *pflag.FlagSet) (*checkSetup, error) {
+	cfg, err := config.Load(f.configPath)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	c := &cfg.Check
+	if f.prometheusURL != "" {
+		c.Prometheus.URL = f.prometheusURL
+	}
+	if fs.Changed("alertmanager-url") {
+		c.Alertmanagers = checkEndpoints(f.alertmanagers, c.Alertmanagers)
+	}
+	if fs.Changed("interval") {
+		c.Interval = config.Duration{Duration: f.interval}
+	}
+	if fs.Changed("window") {
+		c.Window = config.Duration{Duration: f.window}
+	}
+	if c.Prometheus.URL == "" {
+		return nil, usageError(errors.New("no Prometheus: give --prometheus-url or check.prometheus.url in --config"))
+	}
+	settings := checks.SettingsFrom(cfg)
+	settings.CheckerNamespace = f.checkerNamespace
+	if err := settings.Validate(); err != nil {
+		return nil, usageError(fmt.Errorf("check settings: %w", err))
+	}
+	source, err := checkConfigSource(f.configFrom, f.kubeconfig, cfg.RootNamespace, manifest.KindPeerAuthentication)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	prom, err := checks.NewPrometheus(c.Prometheus, nil)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return &checkSetup{cfg: cfg, settings: settings, source: source, querier: prom, ams: c.Alertmanagers}, nil
+}
+
+// checkEndpoints turns URLs from flags into endpoints, keeping the credentials the config file
+// gives the same URL.
+func checkEndpoints(urls []string, configured []config.Endpoint) []config.Endpoint {
+	out := make([]config.Endpoint, 0, len(urls))
+	for _, u := range urls {
+		ep := config.Endpoint{URL: u}
+		for _, c := range configured {
+			if strings.TrimRight(c.URL, "/") == strings.TrimRight(u, "/") {
+				ep = c
+			}
+		}
+		out = append(out, ep)
+	}
+	return out
+}
+
+// checkConfigSource picks where the Istio objects come from: files, or the cluster.
+func checkConfigSource(paths []string, kubeconfig, root string, kinds ...string) (checks.ConfigSource, error) {
+	if len(paths) > 0 && kubeconfig != "" {
+		return nil, errors.New("give --config-from or --kubeconfig, not both")
+	}
+	if len(paths) > 0 {
+		src := checks.FileSource{Paths: paths, RootNamespace: root}
+		// Read once now so a wrong path is a usage error, not a degraded daemon.
+		if _, err := src.Load(context.Background()); err != nil {
+			return nil, err
+		}
+		return src, nil
+	}
+	rc, err := checks.RESTConfig(kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("%w (or give --config-from DIR)", err)
+	}
+	return checks.NewClusterSource(rc, root, kinds...)
+}
+
+func runCheck(cmd *cobra.Command, f *checkFlags) error {
+	if f.once {
+		if _, err := checkFormat(f.output); err != nil {
+			return err
+		}
+	}
+	setup, err := buildCheckSetup(f, cmd.Flags())
+	if err != nil {
+		return err
+	}
+	logger, err := checkLogger(cmd.ErrOrStderr(), f.logLevel)
+	if err != nil {
+		return usageError(err)
+	}
+	if f.once {
+		return runCheckOnce(cmd, f, setup, logger)
+	}
+	return runCheckDaemon(cmd.Context(), f, setup, logger)
+}
+
+func checkFormat(s string) (string, error) {
+	for _, f := range checks.ReportFormats() {
+		if s == f {
+			return s, nil
+		}
+	}
+	return "", usageError(fmt.Errorf("-o %q: want one of %s", s, strings.Join(checks.ReportFormats(), ", ")))
+}
+
+func checkLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func checkNotifier(ams []config.Endpoint, metrics *checks.Metrics, logger *slog.Logger) (*checks.Notifier, error) {
+	if len(ams) == 0 {
+		return nil, nil
+	}
+	n, err := checks.NewNotifier(checks.NotifierOptions{Alertmanagers: ams, Metrics: metrics, Logger: logger})
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return n, nil
+}
+
+// runCheckOnce runs one cycle. A failed query or configuration read makes the result
+// untrustworthy for a script, so it is exit 2 and nothing is sent.
+func runCheckOnce(cmd *cobra.Command, f *checkFlags, setup *checkSetup, logger *slog.Logger) error {
+	metrics := checks.NewMetrics(nil)
+	notifier, err := checkNotifier(setup.ams, metrics, logger)
+	if err != nil {
+		return err
+	}
+	// Sending happens only after a complete cycle: the checker gets no notifier.
+	checker, err := checks.New(checks.Options{Settings: setup.settings, Querier: setup.querier, Config: setup.source,
+		Metrics: metrics, Logger: logger})
+	if err != nil {
+		return usageError(err)
+	}
+	res := checker.Cycle(cmd.Context())
+	if res.Degraded() {
+		if notifier != nil {
+			_ = notifier.Stop(context.Background())
+		}
+		return &exitError{code: 2, err: fmt.Errorf("cannot check: Prometheus at %s or the mesh configuration could not be read: %w",
+			setup.cfg.Check.Prometheus.URL, errors.Join(res.Errors()...))}
+	}
+	if err := checks.WriteReport(cmd.OutOrStdout(), checks.NewReport(res, setup.settings), f.output); err != nil {
+		return err
+	}
+	if notifier != nil {
+		notifier.Send(res.Sent)
+		ctx, cancel := context.WithTimeout(context.Background(), f.flushTimeout)
+		defer cancel()
+		if err := notifier.Stop(ctx); err != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "meshguard: alerts not delivered:", err)
+		}
+	}
+	if len(res.Firing) > 0 {
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+// runCheckDaemon runs cycles every interval until ctx ends (SIGTERM or interrupt), then delivers
+// the queued alerts within --flush-timeout and stops the HTTP server.
+func runCheckDaemon(ctx context.Context, f *checkFlags, setup *checkSetup, logger *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := checks.NewMetrics(reg)
+	notifier, err := checkNotifier(setup.ams, metrics, logger)
+	if err != nil {
+		return err
+	}
+	checker, err := checks.New(checks.Options{Settings: setup.settings, Querier: setup.querier, Config: setup.source,
+		Notifier: notifier, Metrics: metrics, Logger: logger})
+	if err != nil {
+		return usageError(err)
+	}
+	// Bind before anything else so a taken port is a usage error at once.
+	ln, err := net.Listen("tcp", f.listenAddress)
+	if err != nil {
+		return usageError(fmt.Errorf("--listen-address %s: %w", f.listenAddress, err))
+	}
+	srv := &http.Server{Handler: checks.Handler(checker, reg), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("meshguard check running", "listen", ln.Addr().String(), "prometheus", setup.cfg.Check.Prometheus.URL,
+		"alertmanagers", len(setup.ams), "interval", setup.settings.Interval, "window", setup.settings.Window, "config", setup.source.String())
+
+	if notifier != nil && f.restoreFromAM {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, err := checker.Restore(rctx)
+		cancel()
+		if err != nil {
+			logger.Warn("could not read back firing alerts; they will be re-sent as found", "err", err)
+		} else if n > 0 {
+			logger.Info("restored firing alerts from Alertmanager", "alerts", n)
+		}
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		checker.Run(ctx)
+	}()
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		logger.Error("HTTP server failed", "err", err)
+		stop()
+	}
+	<-loopDone
+	logger.Info("shutting down: delivering queued alerts", "timeout", f.flushTimeout)
+	var errs []error
+	if notifier != nil {
+		fctx, cancel := context.WithTimeout(context.Background(), f.flushTimeout)
+		if err := notifier.Stop(fctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop HTTP server: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/test/harness"
+	"github.com/meshguard/meshguard/test/meshsim"
+)
+
+// checkCountingAPI counts the PromQL queries the checker sends to a real Prometheus.
+type checkCountingAPI struct {
+	promv1.API
+	queries atomic.Int64
+}
+
+func (c *checkCountingAPI) Query(ctx context.Context, q string, ts time.Time, opts ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error) {
+	c.queries.Add(1)
+	return c.API.Query(ctx, q, ts, opts...)
+}
+
+// TestCheckScale measures one cycle against a Prometheus holding a backfilled mesh of 10, 1,000
+// and 10,000 destination services (meshsim.Generate): the number of PromQL queries per cycle
+// must not change with the mesh, and the cycle time is reported.
+func TestCheckScale(t *testing.T) {
+	const (
+		window = 2 * time.Minute
+		cycles = 3
+	)
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	span := meshsim.Span{Start: start, End: start.Add(4 * time.Minute), Step: 15 * time.Second}
+	var perCycle []int64
+	for _, n := range []int{10, 1000, 10000} {
+		t.Run(fmt.Sprintf("%d destination services", n), func(t *testing.T) {
+			began := time.Now()
+			flows := meshsim.Generate(n)
+			input := filepath.Join(t.TempDir(), "mesh.om")
+			f, err := os.Create(input)
+			require.NoError(t, err)
+			require.NoError(t, meshsim.WriteOpenMetrics(f, flows, span, meshsim.Options{OmitHistograms: true}))
+			require.NoError(t, f.Close())
+			info, err := os.Stat(input)
+			require.NoError(t, err)
+			dataDir := filepath.Join(t.TempDir(), "data")
+			require.NoError(t, harness.PromBackfillFile(t, input, dataDir))
+			prom := harness.StartPrometheus(t, harness.PrometheusOptions{DataDir: dataDir})
+			prepared := time.Since(began)
+
+			api, err := checks.NewPrometheus(config.Endpoint{URL: prom.URL()}, nil)
+			require.NoError(t, err)
+			counting := &checkCountingAPI{API: api}
+			s := checks.SettingsFrom(config.Default())
+			s.Window, s.PrometheusURL = window, prom.URL()
+			c, err := checks.New(checks.Options{Settings: s, Querier: counting, Config: checks.StaticSource{Config: checkMeshConfigOf(t, checkMeshStrictPA)},
+				Clock: func() time.Time { return span.End }, QueryTimeout: 2 * time.Minute})
+			require.NoError(t, err)
+
+			var durations []time.Duration
+			var res *checks.Result
+			for range cycles {
+				before := counting.queries.Load()
+				res = c.Cycle(context.Background())
+				require.False(t, res.Degraded(), "%v", res.Errors())
+				durations = append(durations, res.Duration)
+				perCycle = append(perCycle, counting.queries.Load()-before)
+			}
+			sort.Slice(durations, func(i, j int) bool { return durations[i] < durations[j] })
+			counts := map[string]int{}
+			for _, a := range res.Firing {
+				counts[a.Name()]++
+			}
+			var slowest checks.QueryResult
+			for _, q := range res.Queries {
+				if q.Duration > slowest.Duration {
+					slowest = q
+				}
+			}
+			t.Logf("%d services: %d queries per cycle, cycle median %s (min %s, max %s), slowest query %s %s; "+
+				"%d alerts firing %v; %d MB OpenMetrics backfilled and served in %s",
+				n, perCycle[len(perCycle)-1], durations[cycles/2].Round(time.Millisecond), durations[0].Round(time.Millisecond),
+				durations[cycles-1].Round(time.Millisecond), slowest.Signal, slowest.Duration.Round(time.Millisecond),
+				len(res.Firing), counts, info.Size()>>20, prepared.Round(time.Second))
+
+			// Generate's shape: plaintext at i%100==37, storms at 59, timeouts at i%200==83,
+			// ejections at i%250==11.
+			want := map[string]int{
+				checks.AlertPlaintextTraffic: (n + 62) / 100,
+				checks.AlertRetryStorm:       (n + 40) / 100,
+				checks.AlertUpstreamTimeouts: (n + 116) / 200,
+				checks.AlertCircuitOpen:      (n + 238) / 250,
+			}
+			for name, w := range want {
+				if w == 0 {
+					delete(want, name)
+				}
+			}
+			require.Equal(t, want, counts)
+		})
+	}
+	for _, q := range perCycle {
+		require.Equal(t, perCycle[0], q, "queries per cycle must not grow with the mesh: %v", perCycle)
+	}
+	require.EqualValues(t, len(checks.Signals(checks.SettingsFrom(config.Default()))), perCycle[0])
+}

@@ -1,0 +1,279 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strings"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/engine"
+	"github.com/meshguard/meshguard/internal/manifest"
+)
+
+// InventorySource gives the objects a review compares against. It is the cluster (Cache) in
+// `meshguard serve` and a fixed index in tests.
+type InventorySource interface {
+	// Inventory returns the current objects indexed for rootNamespace and domain, or an error
+	// when they are not known yet (the cache has not synced).
+	Inventory(rootNamespace, domain string) (engine.Inventory, error)
+}
+
+// InventoryFunc adapts a function to InventorySource.
+type InventoryFunc func(rootNamespace, domain string) (engine.Inventory, error)
+
+// Inventory calls f.
+func (f InventoryFunc) Inventory(rootNamespace, domain string) (engine.Inventory, error) {
+	return f(rootNamespace, domain)
+}
+
+// Handler reviews one admission request. It only adapts: the engine decides, the handler maps
+// findings to an answer. Wrap it in admission.Webhook (NewHTTPHandler does) for UID fill-in and
+// a last-resort panic guard; the handler guards evaluation itself, because a fault there must be
+// answered by webhook.failurePolicy rather than by the wrapper's fixed 500.
+type Handler struct {
+	Rules     *Rules
+	Inventory InventorySource
+	Metrics   *Metrics
+	Log       logr.Logger
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+// Handle answers one AdmissionRequest and counts it.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	rs := h.Rules.Load()
+	resp, result := h.handle(ctx, rs, req)
+	h.Metrics.requests.WithLabelValues(kindLabel(req.Kind.Kind), operationLabel(string(req.Operation)), result).Inc()
+	return resp
+}
+
+func (h *Handler) handle(ctx context.Context, rs *RuleSet, req admission.Request) (resp admission.Response, result string) {
+	if d := rs.Config.Webhook.Timeout.Duration; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			h.Metrics.panics.Inc()
+			resp, result = h.fail(rs, req, fmt.Errorf("%w: panic: %v\n%s", engine.ErrEvaluation, r, debug.Stack()))
+		}
+	}()
+	switch req.Operation {
+	case admissionv1.Create, admissionv1.Update:
+		return h.write(ctx, rs, req)
+	case admissionv1.Delete:
+		return h.delete(ctx, rs, req)
+	}
+	// CONNECT is not registered; nothing to check if a configuration sends it anyway.
+	return admission.Allowed(""), ResultAllowed
+}
+
+// write reviews the object a CREATE or UPDATE would store, against the inventory with that
+// object in place of its stored version.
+func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request) (admission.Response, string) {
+	// NewHTTPHandler decodes the object with the envelope; decode it here when the handler
+	// runs behind another transport.
+	raw, decoded := objectFrom(ctx)
+	if !decoded {
+		if len(req.Object.Raw) == 0 {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("the %s request has no object (request.object is empty)", req.Operation)), ResultInvalid
+		}
+		var err error
+		if raw, err = DecodeJSON(req.Object.Raw); err != nil {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("request.object: %w", err)), ResultInvalid
+		}
+	}
+	fillIdentity(raw, req)
+	if req.Operation == admissionv1.Update && beingDeleted(raw) {
+		// Finalizers are being removed from an object on its way out: refusing that would
+		// wedge the deletion, which is always allowed.
+		return admission.Allowed(""), ResultAllowed
+	}
+
+	release, err := rs.acquire(ctx)
+	if err != nil {
+		return h.fail(rs, req, err)
+	}
+	defer release()
+
+	obj, problem := ObjectOf(raw)
+	if obj == nil && problem == nil {
+		return admission.Allowed(""), ResultAllowed // a kind meshguard does not check
+	}
+	if problem != nil {
+		f := rs.Engine.Problem(problem)
+		if f == nil {
+			// MG001 is switched off: the object cannot be read, so there is nothing to check.
+			return admission.Allowed(""), ResultAllowed
+		}
+		return h.verdict(rs, req, []engine.Finding{*f})
+	}
+
+	cfg := rs.Config
+	base, err := h.Inventory.Inventory(cfg.RootNamespace, cfg.MeshDomain)
+	if err != nil {
+		return h.fail(rs, req, err)
+	}
+	inv := newOverlay(base, obj, false, cfg.RootNamespace, cfg.MeshDomain)
+	findings, err := rs.Engine.Review(ctx, obj, inv)
+	if err != nil {
+		return h.fail(rs, req, err)
+	}
+	if obj.Kind == manifest.KindPeerAuthentication {
+		// A PeerAuthentication also changes the mesh as a whole (MG504); say so, never deny.
+		meshFindings, err := rs.Engine.ReviewInventory(ctx, inv)
+		if err != nil {
+			return h.fail(rs, req, err)
+		}
+		findings = append(findings, asWarnings(meshFindings)...)
+	}
+	return h.verdict(rs, req, findings)
+}
+
+// delete is always allowed; removing a PeerAuthentication is reviewed for what the mesh loses
+// (MG504: no mesh-wide STRICT policy left), which comes back as warnings.
+func (h *Handler) delete(ctx context.Context, rs *RuleSet, req admission.Request) (admission.Response, string) {
+	if req.Kind.Kind != manifest.KindPeerAuthentication {
+		return admission.Allowed(""), ResultAllowed
+	}
+	release, err := rs.acquire(ctx)
+	if err != nil {
+		return h.fail(rs, req, err)
+	}
+	defer release()
+	cfg := rs.Config
+	base, err := h.Inventory.Inventory(cfg.RootNamespace, cfg.MeshDomain)
+	if err != nil {
+		return h.fail(rs, req, err)
+	}
+	// The identity is enough to take the object out; request.oldObject is not needed.
+	gone := &manifest.Object{Kind: req.Kind.Kind, Namespace: req.Namespace, Name: req.Name}
+	findings, err := rs.Engine.ReviewInventory(ctx, newOverlay(base, gone, true, cfg.RootNamespace, cfg.MeshDomain))
+	if err != nil {
+		return h.fail(rs, req, err)
+	}
+	return h.verdict(rs, req, asWarnings(findings))
+}
+
+// verdict maps findings to the answer. Per rule enforcement (config): deny refuses on error
+// findings and passes warnings on; warn turns errors into warnings; audit only logs and counts.
+// Info findings are logged.
+func (h *Handler) verdict(rs *RuleSet, req admission.Request, findings []engine.Finding) (admission.Response, string) {
+	if len(findings) == 0 {
+		return admission.Allowed(""), ResultAllowed
+	}
+	engine.Sort(findings)
+	var denies, warnings, logged []string
+	for _, f := range findings {
+		h.Metrics.findings.WithLabelValues(f.Rule, f.Severity.String()).Inc()
+		enf := rs.Config.EnforcementFor(f.Rule)
+		switch {
+		case enf == config.EnforceAudit || f.Severity < engine.SeverityWarning:
+			logged = append(logged, f.Rule)
+		case f.Severity == engine.SeverityError && enf == config.EnforceDeny:
+			denies = append(denies, describe(f))
+		default:
+			warnings = append(warnings, describe(f))
+		}
+	}
+	if len(logged) > 0 || len(denies) > 0 {
+		// Rule IDs only at info level: messages and paths may quote the object.
+		log := h.requestLog(req)
+		log.Info("findings", "denied", len(denies) > 0, "rules", ruleIDs(findings), "logOnly", logged)
+		if v := log.V(1); v.Enabled() {
+			for _, f := range findings {
+				v.Info("finding", "rule", f.Rule, "severity", f.Severity.String(), "enforcement", rs.Config.EnforcementFor(f.Rule), "path", f.Path, "message", f.Message)
+			}
+		}
+	}
+	switch {
+	case len(denies) > 0:
+		return admission.Denied(strings.Join(denies, "; ")).WithWarnings(warnings...), ResultDenied
+	case len(warnings) > 0:
+		return admission.Allowed("").WithWarnings(warnings...), ResultWarned
+	}
+	return admission.Allowed(""), ResultAllowed
+}
+
+// fail answers an evaluation fault per webhook.failurePolicy: allow with a warning, or deny.
+func (h *Handler) fail(rs *RuleSet, req admission.Request, err error) (admission.Response, string) {
+	h.Metrics.evaluationErrors.Inc()
+	policy := rs.Config.Webhook.FailurePolicy
+	h.requestLog(req).Error(err, "review failed; answering per webhook.failurePolicy", "failurePolicy", policy)
+	// The first line only: a recovered panic carries its stack, which belongs in the log.
+	short, _, _ := strings.Cut(err.Error(), "\n")
+	if errors.Is(err, context.DeadlineExceeded) {
+		short = "the review did not finish within webhook.timeout (" + rs.Config.Webhook.Timeout.String() + "): " + short
+	}
+	ref := reqRef(req)
+	if policy == "deny" {
+		return admission.Errored(http.StatusInternalServerError,
+			fmt.Errorf("meshguard could not review %s and refuses it (webhook.failurePolicy deny): %s", ref, short)), ResultFailedClosed
+	}
+	return admission.Allowed("").WithWarnings(
+		fmt.Sprintf("meshguard could not review %s and admitted it unchecked (webhook.failurePolicy allow): %s", ref, short)), ResultFailedOpen
+}
+
+func (h *Handler) requestLog(req admission.Request) logr.Logger {
+	return h.Log.WithValues("uid", req.UID, "kind", req.Kind.Kind, "namespace", req.Namespace, "name", req.Name,
+		"operation", req.Operation, "dryRun", req.DryRun != nil && *req.DryRun)
+}
+
+// asWarnings lowers error findings to warnings: inventory-wide findings describe the mesh, not
+// the object under review, and must never block it.
+func asWarnings(fs []engine.Finding) []engine.Finding {
+	out := make([]engine.Finding, len(fs))
+	for i, f := range fs {
+		f.Severity = min(f.Severity, engine.SeverityWarning)
+		out[i] = f
+	}
+	return out
+}
+
+// fillIdentity sets metadata.namespace and metadata.name from the request when the object
+// lacks them, as the API server does before storing it.
+func fillIdentity(raw map[string]any, req admission.Request) {
+	meta, ok := raw["metadata"].(map[string]any)
+	if !ok {
+		if raw["metadata"] != nil {
+			return // not an object: leave it for the strict check to report
+		}
+		meta = map[string]any{}
+		raw["metadata"] = meta
+	}
+	if s, _ := meta["namespace"].(string); s == "" && req.Namespace != "" {
+		meta["namespace"] = req.Namespace
+	}
+	if s, _ := meta["name"].(string); s == "" && req.Name != "" {
+		meta["name"] = req.Name
+	}
+}
+
+func beingDeleted(raw map[string]any) bool {
+	meta, _ := raw["metadata"].(map[string]any)
+	ts, _ := meta["deletionTimestamp"].(string)
+	return ts != ""
+}
+
+func reqRef(req admission.Request) string {
+	if req.Namespace == "" {
+		return req.Kind.Kind + " " + req.Name
+	}
+	return req.Kind.Kind + " " + req.Namespace + "/" + req.Name
+}
+
+func ruleIDs(fs []engine.Finding) []string {
+	out := make([]string, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, f.Rule)
+	}
+	return out
+}
