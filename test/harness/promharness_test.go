@@ -50,6 +50,10 @@ func TestProcessLifecycle(t *testing.T) {
 			require.Eventually(t, func() bool { return promCountLines(p.LogTail(50), tc.wantLog) == 1 },
 				10*time.Second, 20*time.Millisecond, "log %s never showed %q", p.LogPath(), tc.wantLog)
 
+			if strings.Contains(tc.wantStopErr, "already exited") {
+				// The log line comes before the exit; wait for the exit itself, or Stop races it.
+				require.Eventually(t, func() bool { return !p.Running() }, 10*time.Second, 10*time.Millisecond)
+			}
 			begin := time.Now()
 			err := p.Stop()
 			if tc.wantStopErr == "" {
