@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1318,4 +1320,81 @@ func findModuleRoot() (string, error) {
 			return "", fmt.Errorf("no go.mod in %s or any parent", wd)
 		}
 	}
+}
+
+// TestChartWebhookDeniesThroughTheCluster uses the rendered ValidatingWebhookConfiguration for
+// real: its caBundle, its Service reference and rules, the generated certificate from the
+// chart's Secret, the config from its ConfigMap and the serve arguments of its Deployment. The
+// API server calls `meshguard serve` through the chart's Service (routed to loopback, see
+// harness.RouteService) and a bad VirtualService is denied.
+func TestChartWebhookDeniesThroughTheCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kube-apiserver, etcd and meshguard serve")
+	}
+	bin := harness.MeshguardBinary(t)
+	cp := harness.StartControlPlane(t)
+	chart := harness.RenderChart(t, releaseName, releaseNamespace)
+	wh := cp.InstallChartWebhook(t, bin, chart)
+	require.FileExists(t, filepath.Join(wh.CertDir, "tls.crt"))
+	require.FileExists(t, wh.ConfigPath)
+	cp.CreateNamespace(t, "shop", nil)
+
+	apply := func(t *testing.T, manifest string) (string, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), kubeTimeout)
+		defer cancel()
+		stdout, stderr, err := cp.Kubectl(ctx, strings.NewReader(manifest), "apply", "-f", "-")
+		return stdout + stderr, err
+	}
+	vs := func(attempts int) string {
+		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: checkout, namespace: shop}
+spec:
+  hosts: [checkout]
+  http:
+  - route: [{destination: {host: checkout}}]
+    timeout: 10s
+    retries: {attempts: %d, perTryTimeout: 2s}
+`, attempts)
+	}
+
+	t.Run("a VirtualService retrying 10 times is denied by the chart's webhook with the rule and field", func(t *testing.T) {
+		out, err := apply(t, vs(10))
+		require.Error(t, err, out)
+		require.Contains(t, out, `admission webhook "validate.meshguard.io" denied the request`)
+		require.Contains(t, out, "MG101")
+		require.Contains(t, out, "spec.http[0].retries.attempts")
+		require.Greater(t, webhookRequests(t, wh), 0.0, "the denial must come from the chart's server")
+	})
+
+	t.Run("the same VirtualService within the retry budget is created", func(t *testing.T) {
+		out, err := apply(t, vs(2))
+		require.NoError(t, err, out)
+		require.Contains(t, out, "virtualservice.networking.istio.io/checkout created")
+	})
+
+	t.Run("the release namespace is left out by the namespaceSelector", func(t *testing.T) {
+		out, err := apply(t, strings.ReplaceAll(vs(10), "namespace: shop", "namespace: "+releaseNamespace))
+		require.NoError(t, err, out)
+	})
+}
+
+// webhookRequests sums meshguard serve's admission request counter from its /metrics.
+func webhookRequests(t *testing.T, wh *harness.ChartWebhook) float64 {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", wh.MetricsPort))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "meshguard_webhook_requests_total{") {
+			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			require.NoError(t, err, line)
+			sum += v
+		}
+	}
+	return sum
 }

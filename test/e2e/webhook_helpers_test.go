@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,7 +26,6 @@ import (
 
 // Bounds of the waits in these tests. Generous: the machines have two busy cores.
 const (
-	buildTimeout     = 15 * time.Minute // a cold build of the binary compiles controller-runtime, OPA and CEL
 	whReadyTimeout   = 90 * time.Second // process start, cache sync, first TLS handshake
 	whEffectTimeout  = 30 * time.Second // a webhook configuration, a config reload or a cert rotation taking effect
 	whKubectlTimeout = 60 * time.Second // one kubectl run
@@ -36,57 +34,9 @@ const (
 	whStopGrace      = 20 * time.Second
 )
 
-// buildMeshguard builds ./cmd/meshguard once per test binary. The binary goes to the user's
-// cache directory rather than a temporary one: every top-level test of the package may use it,
-// and only a TestMain could remove a temporary one after the last of them; one file that each
-// run overwrites (go build replaces it by rename, so a running server keeps its inode) is the
-// whole cost.
-var buildMeshguard = sync.OnceValues(func() (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("build meshguard: %w", err)
-	}
-	dir := filepath.Join(cache, "meshguard", "e2e")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("build meshguard: %w", err)
-	}
-	bin := filepath.Join(dir, "meshguard")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/meshguard")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/meshguard: %w\n%s", err, out)
-	}
-	return bin, nil
-})
-
 func meshguardBinary(t *testing.T) string {
 	t.Helper()
-	began := time.Now()
-	bin, err := buildMeshguard()
-	require.NoError(t, err)
-	t.Logf("meshguard binary ready in %s: %s", time.Since(began).Round(time.Millisecond), bin)
-	return bin
-}
-
-func moduleRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find module root: %w", err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("no go.mod above %s", wd)
-		}
-	}
+	return harness.MeshguardBinary(t)
 }
 
 // whConfigMap is a directory laid out the way the kubelet mounts a ConfigMap, so the server's

@@ -75,6 +75,7 @@ type ControlPlane struct {
 	workDir        string // holds the kubeconfig and kubectl's discovery cache
 	kubeconfigPath string
 	startup        time.Duration
+	proxy          *serviceProxy // carries service-referenced webhook calls to loopback (RouteService)
 
 	stopOnce sync.Once
 	stopErr  error
@@ -176,6 +177,14 @@ func StartControlPlane(t testing.TB) *ControlPlane {
 		workDir:     workDir,
 		stopped:     make(chan struct{}),
 	}
+	if cp.proxy, err = startServiceProxy(filepath.Join(workDir, "egress.sock")); err != nil {
+		t.Fatalf("control plane: %v", err)
+	}
+	egress, err := writeEgressConfig(workDir, cp.proxy.addr())
+	if err != nil {
+		t.Fatalf("control plane: %v", err)
+	}
+	cp.env.ControlPlane.APIServer.Configure().Set("egress-selector-config-file", egress)
 	// Registered before Start so a plane that fails half way (processes up, CRDs broken) is still
 	// torn down; Stop copes with a partially started environment.
 	t.Cleanup(func() {
@@ -245,6 +254,9 @@ func (cp *ControlPlane) Stop() error {
 		var errs []error
 		if err := cp.env.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping kube-apiserver and etcd: %w", err))
+		}
+		if cp.proxy != nil {
+			cp.proxy.close()
 		}
 		if err := os.RemoveAll(cp.workDir); err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", cp.workDir, err))
