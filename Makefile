@@ -44,8 +44,13 @@ bench:
 docs: build
 	$(BIN) policies list -o md > docs/rules.md
 
+# demo: linting the examples (test/lint-demo.sh), then the whole loop (test/demo): the chart's webhook denying bad objects at kubectl apply,
+# then plaintext and retry-storm alerts in Alertmanager. The compiled test binary prints each step
+# as it happens.
 demo: tools build
-	@test/demo.sh
+	@test/lint-demo.sh
+	@$(GO) test -c -o bin/demo.test ./test/demo
+	@cd test/demo && MESHGUARD_BIN=$(CURDIR)/$(BIN) ../../bin/demo.test -test.run '^TestDemo$$' -test.timeout 15m
 
 clean:
 	rm -rf bin

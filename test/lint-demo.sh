@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: lint the example manifests, good and bad, in every output format.
+# The lint half of the demo: the example manifests, good and bad, in every output format.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mg=bin/meshguard
