@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -266,10 +265,3 @@ func securityOf(secure, plain float64) string {
 	return "unknown"
 }
 
-// shortHost drops the cluster domain suffix for display.
-func shortHost(host, domain string) string {
-	if domain == "" {
-		domain = "cluster.local"
-	}
-	return strings.TrimSuffix(host, ".svc."+domain)
-}

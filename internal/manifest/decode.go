@@ -10,7 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang/protobuf/jsonpb" //nolint:staticcheck // the decoder Istio itself uses for these types
+	//lint:ignore SA1019 the decoder Istio itself uses for these types (gogo-compatible JSON names and enums)
+	"github.com/golang/protobuf/jsonpb"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"

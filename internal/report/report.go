@@ -78,15 +78,6 @@ func Get(format string, opts Options) (Outputter, error) {
 	return nil, fmt.Errorf("unknown output format %q (want %s)", format, strings.Join(Formats(), ", "))
 }
 
-// ruleIndex maps rule IDs to rules.
-func ruleIndex(rules []*engine.Rule) map[string]*engine.Rule {
-	m := make(map[string]*engine.Rule, len(rules))
-	for _, r := range rules {
-		m[r.ID] = r
-	}
-	return m
-}
-
 // byFile groups findings by file, files sorted, findings in report order.
 func byFile(fs []engine.Finding) ([]string, map[string][]engine.Finding) {
 	groups := map[string][]engine.Finding{}

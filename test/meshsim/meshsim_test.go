@@ -666,7 +666,7 @@ func parseOMSample(t *testing.T, line string, lineNo int) omSample {
 		eq := strings.IndexByte(rest, '=')
 		require.Positive(t, eq, "line %d", lineNo)
 		name := rest[:eq]
-		require.True(t, model.LabelName(name).IsValidLegacy(), "line %d: label name %q", lineNo, name)
+		require.True(t, model.LegacyValidation.IsValidLabelName(name), "line %d: label name %q", lineNo, name)
 		rest = rest[eq+1:]
 		require.True(t, strings.HasPrefix(rest, `"`), "line %d", lineNo)
 		var value strings.Builder
