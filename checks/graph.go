@@ -264,4 +264,3 @@ func securityOf(secure, plain float64) string {
 	}
 	return "unknown"
 }
-
