@@ -4,14 +4,12 @@
 package chart
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,7 +38,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshguard/meshguard/internal/config"
@@ -1107,7 +1104,7 @@ func renderFile(t *testing.T, release, namespace, valuesPath string) rendered {
 	var stdout bytes.Buffer
 	out, err := runHelmTo(t, &stdout, "template", release, chartDir, "--namespace", namespace, "-f", valuesPath)
 	require.NoError(t, err, out)
-	objs, err := decodeDocuments(stdout.Bytes())
+	objs, err := harness.DecodeManifest(stdout.Bytes())
 	require.NoError(t, err)
 	require.NotEmpty(t, objs)
 	for _, o := range objs {
@@ -1115,29 +1112,6 @@ func renderFile(t *testing.T, release, namespace, valuesPath string) rendered {
 		require.NotEmpty(t, o.GetLabels()["app.kubernetes.io/instance"], "%s %s: standard labels", o.GetKind(), o.GetName())
 	}
 	return rendered{raw: stdout.Bytes(), objs: objs}
-}
-
-// decodeDocuments splits helm's multi-document output and decodes each object.
-func decodeDocuments(data []byte) ([]*unstructured.Unstructured, error) {
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	var objs []*unstructured.Unstructured
-	for {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return objs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var m map[string]any
-		if err := yaml.Unmarshal(doc, &m); err != nil {
-			return nil, fmt.Errorf("decoding %q: %w", doc, err)
-		}
-		if len(m) == 0 {
-			continue // a template that rendered nothing
-		}
-		objs = append(objs, &unstructured.Unstructured{Object: m})
-	}
 }
 
 // typed converts a rendered object to its API type, failing on fields the type does not have.

@@ -81,14 +81,16 @@ func RenderChart(t testing.TB, release, namespace string, set ...string) *Chart 
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	objs, err := decodeManifest(stdout.Bytes())
+	objs, err := DecodeManifest(stdout.Bytes())
 	if err != nil {
 		t.Fatalf("render chart: %v", err)
 	}
 	return &Chart{Release: release, Namespace: namespace, Manifest: stdout.Bytes(), Objects: objs}
 }
 
-func decodeManifest(data []byte) ([]*unstructured.Unstructured, error) {
+// DecodeManifest splits a multi-document manifest (helm's output) and decodes each object,
+// leaving out documents that rendered empty.
+func DecodeManifest(data []byte) ([]*unstructured.Unstructured, error) {
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var objs []*unstructured.Unstructured
 	for {
