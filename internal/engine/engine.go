@@ -376,6 +376,18 @@ func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any 
 			m["policy"] = eff.Policy.Namespace + "/" + eff.Policy.Name
 		}
 		return map[string]any{"mtls": m}
+	case manifest.KindPeerAuthentication, manifest.KindTelemetry:
+		// Only the siblings that compete for the same scope: namespace- or mesh-wide ones.
+		if scoped(obj) {
+			return map[string]any{"scoped": true}
+		}
+		var siblings []any
+		for _, o := range inv.List(obj.Kind, obj.Namespace) {
+			if o.Key() != obj.Key() && !scoped(o) {
+				siblings = append(siblings, o.Name)
+			}
+		}
+		return map[string]any{"scoped": false, "unscopedSiblings": siblings}
 	}
 	return noRelated
 }
@@ -502,24 +514,6 @@ func (r *review) exceptions() map[string]bool {
 func (e *Engine) regoInput(r *review, inv Inventory) ast.Value {
 	obj := r.obj
 	objTerm := objectTerm(obj)
-	related := map[string]*ast.Term{}
-	if inv != nil {
-		switch obj.Kind {
-		case manifest.KindPeerAuthentication, manifest.KindTelemetry:
-			// Only the siblings that compete for the same scope: namespace- or mesh-wide ones.
-			var sib []*ast.Term
-			for _, o := range inv.List(obj.Kind, obj.Namespace) {
-				if o.Key() != obj.Key() && !scoped(o) {
-					sib = append(sib, objectTerm(o))
-				}
-			}
-			related["unscopedSiblings"] = ast.ArrayTerm(sib...)
-		}
-	}
-	relObj := ast.NewObject()
-	for k, v := range related {
-		relObj.Insert(ast.StringTerm(k), v)
-	}
 	sites := ast.NewObject()
 	for _, s := range []Scope{ScopeHTTPRoute, ScopeTrafficPolicy} {
 		if (s == ScopeHTTPRoute && obj.Kind == manifest.KindVirtualService) || (s == ScopeTrafficPolicy && obj.Kind == manifest.KindDestinationRule) {
@@ -542,7 +536,7 @@ func (e *Engine) regoInput(r *review, inv Inventory) ast.Value {
 		ast.Item(ast.StringTerm("object"), objTerm),
 		ast.Item(ast.StringTerm("scoped"), ast.BooleanTerm(scoped(obj))),
 		ast.Item(ast.StringTerm("sites"), ast.NewTerm(sites)),
-		ast.Item(ast.StringTerm("related"), ast.NewTerm(relObj)),
+		ast.Item(ast.StringTerm("related"), ast.ObjectTerm()),
 		ast.Item(ast.StringTerm("params"), e.paramsV),
 		ast.Item(ast.StringTerm("rootNamespace"), ast.StringTerm(e.cfg.RootNamespace)),
 		ast.Item(ast.StringTerm("complete"), ast.BooleanTerm(inv != nil && inv.Complete())),
