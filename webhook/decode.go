@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"unsafe"
 
 	jsoniter "github.com/json-iterator/go"
 
@@ -30,6 +31,20 @@ func DecodeJSON(data []byte) (map[string]any, error) {
 	if next := it.WhatIsNext(); next != jsoniter.ObjectValue {
 		return nil, fmt.Errorf("decode object: want a JSON object, got %s", valueType(next))
 	}
+	m := readObject(it)
+	if it.Error != nil {
+		return nil, fmt.Errorf("decode object: %w", it.Error)
+	}
+	if next := it.WhatIsNext(); next != jsoniter.InvalidValue || (it.Error != nil && !errors.Is(it.Error, io.EOF)) {
+		return nil, errors.New("decode object: trailing data after the JSON object")
+	}
+	normalizeInPlace(m)
+	return m, nil
+}
+
+// readObject reads the JSON object at the iterator, skipping metadata.managedFields. The
+// iterator must be at an object.
+func readObject(it *jsoniter.Iterator) map[string]any {
 	m := map[string]any{}
 	it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
 		if key == "metadata" && it.WhatIsNext() == jsoniter.ObjectValue {
@@ -48,14 +63,26 @@ func DecodeJSON(data []byte) (map[string]any, error) {
 		}
 		return it.Error == nil
 	})
-	if it.Error != nil {
-		return nil, fmt.Errorf("decode object: %w", it.Error)
-	}
-	if next := it.WhatIsNext(); next != jsoniter.InvalidValue || (it.Error != nil && !errors.Is(it.Error, io.EOF)) {
-		return nil, errors.New("decode object: trailing data after the JSON object")
-	}
-	normalizeInPlace(m)
-	return m, nil
+	return m
+}
+
+// admissionObject is request.object as the HTTP layer decodes it: in the envelope's single pass,
+// with metadata.managedFields skipped rather than decoded and then deleted (it is most of an
+// API server object's bytes).
+type admissionObject map[string]any
+
+func init() {
+	jsoniter.RegisterTypeDecoderFunc("webhook.admissionObject", func(ptr unsafe.Pointer, it *jsoniter.Iterator) {
+		switch it.WhatIsNext() {
+		case jsoniter.NilValue:
+			it.Skip()
+			*(*admissionObject)(ptr) = nil
+		case jsoniter.ObjectValue:
+			*(*admissionObject)(ptr) = readObject(it)
+		default:
+			it.ReportError("decode request.object", "want a JSON object")
+		}
+	})
 }
 
 func valueType(t jsoniter.ValueType) string {
@@ -77,7 +104,7 @@ func valueType(t jsoniter.ValueType) string {
 // prepareObject puts an object decoded as plain JSON into the form DecodeJSON returns.
 func prepareObject(m map[string]any) {
 	if meta, ok := m["metadata"].(map[string]any); ok {
-		delete(meta, "managedFields")
+		delete(meta, "managedFields") // decoded by other means than admissionObject
 	}
 	normalizeInPlace(m)
 }

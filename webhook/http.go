@@ -94,8 +94,8 @@ type reviewEnvelope struct {
 // JSON name wins, as in encoding/json).
 type requestEnvelope struct {
 	admissionv1.AdmissionRequest
-	Object    map[string]any `json:"object,omitempty"`
-	OldObject skipped        `json:"oldObject,omitempty"`
+	Object    admissionObject `json:"object,omitempty"`
+	OldObject skipped         `json:"oldObject,omitempty"`
 }
 
 // skipped decodes any JSON object by reading past it.
