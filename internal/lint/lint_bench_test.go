@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -175,4 +177,45 @@ func TestGeneratedMeshLintsClean(t *testing.T) {
 	fs, err := lint.Run(context.Background(), newEngine(t), res.Objects, res.Problems, false)
 	require.NoError(t, err)
 	require.Empty(t, fs, "the benchmark corpus is realistic good config")
+}
+
+// BenchmarkReviewPerObject evaluates the full built-in bundle on every object of a corpus, one
+// at a time against the complete inventory of the corpus, and reports the median and 90th
+// percentile time per object: Istio's own sample and test configurations (beside the checkout,
+// skipped when absent) and the generated mesh of BenchmarkLint10000Objects.
+func BenchmarkReviewPerObject(b *testing.B) {
+	generated := b.TempDir()
+	generate(b, generated, 2000)
+	for _, c := range []struct{ name, dir string }{
+		{"istio-corpus", filepath.Join("..", "..", "..", "shared", "corpus", "istio")},
+		{"generated-mesh", generated},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if _, err := os.Stat(c.dir); err != nil {
+				b.Skipf("%s: %v", c.dir, err)
+			}
+			res, err := manifest.Loader{}.Load([]string{c.dir})
+			require.NoError(b, err)
+			eng := newEngine(b)
+			cfg := eng.Config()
+			inv := engine.NewIndex(res.Objects, true, cfg.RootNamespace, cfg.MeshDomain)
+			ctx := context.Background()
+			best := make([]time.Duration, len(res.Objects))
+			for b.Loop() {
+				for i, o := range res.Objects {
+					start := time.Now()
+					if _, err := eng.Review(ctx, o, inv); err != nil {
+						b.Fatal(err)
+					}
+					if d := time.Since(start); best[i] == 0 || d < best[i] {
+						best[i] = d
+					}
+				}
+			}
+			slices.Sort(best)
+			b.ReportMetric(float64(best[len(best)/2].Nanoseconds()), "median-ns/object")
+			b.ReportMetric(float64(best[len(best)*9/10].Nanoseconds()), "p90-ns/object")
+			b.ReportMetric(float64(len(best)), "objects")
+		})
+	}
 }
