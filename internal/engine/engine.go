@@ -225,8 +225,11 @@ func (e *Engine) Problem(p *manifest.Problem) *Finding {
 		Kind: p.Kind, APIVersion: p.APIVersion, Namespace: p.Namespace, Name: p.Name,
 		File: p.File, Line: p.Line, Path: p.Path, Message: p.Message,
 	}
-	if r := e.byID[RuleInvalidDocument]; r != nil {
+	if r := e.byID[RuleInvalidDocument]; r != nil && p.Path != "" {
 		f.Hint = r.Remediation
+	} else if p.Path == "" {
+		// Not a field of an object: the rule's hint about fields would mislead.
+		f.Hint = "Make the document valid YAML or JSON with apiVersion and kind, or leave the file out of the paths given."
 	}
 	return f
 }

@@ -79,6 +79,8 @@ type Finding struct {
 // Object names the finding's object the way kubectl does.
 func (f Finding) Object() string {
 	switch {
+	case f.Kind == "" && f.File != "":
+		return "(document)" // a file or document that could not be read as an object
 	case f.Kind == "":
 		return "(inventory)"
 	case f.Namespace == "":
