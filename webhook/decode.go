@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	jsoniter "github.com/json-iterator/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshguard/meshguard/internal/engine"
 	"github.com/meshguard/meshguard/internal/manifest"
@@ -18,8 +19,9 @@ import (
 // DecodeJSON reads a JSON object into the generic form manifest.Object expects: whole numbers
 // become int64 (as the YAML loader makes them, so a rule sees `attempts: 3` as the same value
 // whether it came from a file or from the API server) and other numbers float64.
-// metadata.managedFields is skipped: no rule reads it (the inventory cache drops it too), and
-// on objects from the API server it is a fifth of the allocations.
+// metadata.managedFields and the last-applied-configuration annotation are skipped: no rule
+// reads them (StripUnread drops them from the inventory cache too), and on objects from the API server they are
+// most of the bytes.
 //
 // It decodes with json-iterator rather than encoding/json: on the webhook's hot path the
 // standard decoder (which scans every byte twice) was a third of a review's CPU time; the
@@ -50,14 +52,57 @@ func readObject(it *jsoniter.Iterator) map[string]any {
 		if key == "metadata" && it.WhatIsNext() == jsoniter.ObjectValue {
 			meta := map[string]any{}
 			it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
-				if key == "managedFields" {
+				switch {
+				case key == "managedFields":
 					it.Skip()
-				} else {
+				case key == "annotations" && it.WhatIsNext() == jsoniter.ObjectValue:
+					meta[key] = readAnnotations(it)
+				default:
 					meta[key] = it.Read()
 				}
 				return it.Error == nil
 			})
 			m[key] = meta
+		} else {
+			m[key] = it.Read()
+		}
+		return it.Error == nil
+	})
+	return m
+}
+
+// lastApplied is kubectl's copy of the whole object as last applied: no rule reads it, and it
+// is a long string of escaped JSON, the slowest kind of value to decode.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// StripUnread is the informer transform of the inventory cache: it drops what no rule reads,
+// metadata.managedFields and kubectl's last-applied-configuration (together most of a stored
+// object's bytes), before the object is cached.
+func StripUnread(obj any) (any, error) {
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return obj, nil // a tombstone: nothing of ours to strip
+	}
+	o.SetManagedFields(nil)
+	if a := o.GetAnnotations(); a != nil {
+		if _, ok := a[lastApplied]; ok {
+			kept := make(map[string]string, len(a)-1)
+			for k, v := range a {
+				if k != lastApplied {
+					kept[k] = v
+				}
+			}
+			o.SetAnnotations(kept)
+		}
+	}
+	return obj, nil
+}
+
+func readAnnotations(it *jsoniter.Iterator) map[string]any {
+	m := map[string]any{}
+	it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
+		if key == lastApplied {
+			it.Skip()
 		} else {
 			m[key] = it.Read()
 		}

@@ -5,11 +5,12 @@ import (
 
 	jsoniter "github.com/json-iterator/go"
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 func TestTheEnvelopeDecodesTheObjectLikeDecodeJSON(t *testing.T) {
 	const object = `{"apiVersion":"networking.istio.io/v1","kind":"VirtualService",` +
-		`"metadata":{"name":"r","namespace":"shop","managedFields":[{"manager":"kubectl","fieldsV1":{"f:spec":{}}}]},` +
+		`"metadata":{"name":"r","namespace":"shop","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"kind\":\"VirtualService\"}","team":"shop"},"managedFields":[{"manager":"kubectl","fieldsV1":{"f:spec":{}}}]},` +
 		`"spec":{"http":[{"retries":{"attempts":3,"perTryTimeout":"1s"},"timeout":"2.5s"}]}}`
 	tests := []struct {
 		name    string
@@ -17,7 +18,7 @@ func TestTheEnvelopeDecodesTheObjectLikeDecodeJSON(t *testing.T) {
 		want    map[string]any
 		wantErr bool
 	}{
-		{name: "managedFields are skipped and whole numbers are int64",
+		{name: "managedFields and last-applied-configuration are skipped and whole numbers are int64",
 			body: `{"request":{"uid":"u","object":` + object + `}}`,
 			want: func() map[string]any { m, err := DecodeJSON([]byte(object)); require.NoError(t, err); return m }()},
 		{name: "a null object is no object", body: `{"request":{"uid":"u","object":null}}`},
@@ -41,7 +42,33 @@ func TestTheEnvelopeDecodesTheObjectLikeDecodeJSON(t *testing.T) {
 			}
 			require.Equal(t, tc.want, map[string]any(review.Request.Object))
 			require.NotContains(t, review.Request.Object["metadata"], "managedFields")
+			require.Equal(t, map[string]any{"team": "shop"}, review.Request.Object["metadata"].(map[string]any)["annotations"])
 			require.IsType(t, int64(0), review.Request.Object["spec"].(map[string]any)["http"].([]any)[0].(map[string]any)["retries"].(map[string]any)["attempts"])
 		})
 	}
+}
+
+func TestStripUnreadDropsWhatNoRuleReads(t *testing.T) {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+		"metadata": map[string]any{
+			"name": "default", "namespace": "shop",
+			"annotations": map[string]any{
+				lastApplied:                     `{"apiVersion":"security.istio.io/v1"}`,
+				"exceptions.meshguard.io/MG301": "reason=migration; expires=2099-01-01",
+			},
+			"managedFields": []any{map[string]any{"manager": "kubectl"}},
+		},
+	}}
+	out, err := StripUnread(u)
+	require.NoError(t, err)
+	require.Same(t, u, out)
+	require.Empty(t, u.GetManagedFields())
+	require.Equal(t, map[string]string{"exceptions.meshguard.io/MG301": "reason=migration; expires=2099-01-01"}, u.GetAnnotations(),
+		"exception annotations are what rules read and must stay")
+
+	tombstone := "not an object"
+	out, err = StripUnread(tombstone)
+	require.NoError(t, err)
+	require.Equal(t, tombstone, out)
 }

@@ -120,8 +120,9 @@ func serve(ctx context.Context, f *serveFlags) error {
 		HealthProbeBindAddress: f.probeAddr,
 		PprofBindAddress:       f.pprofAddr,
 		WebhookServer:          server,
-		// Rules never read managedFields; dropping them halves what the cache holds.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// Rules never read managedFields or last-applied-configuration; dropping them more
+		// than halves what the cache holds.
+		Cache: cache.Options{DefaultTransform: webhook.StripUnread},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
