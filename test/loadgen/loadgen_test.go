@@ -60,57 +60,61 @@ func TestLoad(t *testing.T) {
 
 	// MESHGUARD_LOADTEST_PPROF=DIR saves a CPU profile of meshguard during each phase.
 	profileDir := os.Getenv("MESHGUARD_LOADTEST_PPROF")
-	phases := func(name, url string, pid int, pprof string) []*Result {
-		var out []*Result
-		for _, rate := range rates {
-			profiled := make(chan struct{})
-			if pprof != "" && profileDir != "" {
-				go func() {
-					defer close(profiled)
-					time.Sleep(warmup)
-					saveProfile(t, pprof, duration-time.Second, filepath.Join(profileDir, fmt.Sprintf("%s-%v.pprof", name, rate)))
-				}()
-			} else {
-				close(profiled)
-			}
-			res, err := Run(context.Background(), Config{URL: url, Client: client, Rate: rate, Concurrency: 8,
-				Warmup: warmup, Duration: duration, Bodies: bodies, PID: pid})
-			<-profiled
-			if dir := os.Getenv("MESHGUARD_LOADTEST_RAW"); dir != "" {
-				writeRaw(t, filepath.Join(dir, fmt.Sprintf("%s-%v.csv", name, rate)), res)
-			}
-			require.NoError(t, err)
-			require.Zero(t, res.Errors, "%s at %v/s: %s", name, rate, res.FirstError)
-			require.NotEmpty(t, res.Latency)
-			t.Logf("%s at %v/s: achieved %.0f/s, p50 %s p99 %s p99.9 %s, CPU/review %s, late %d", name, rate, res.Achieved,
-				res.Percentile(50), res.Percentile(99), res.Percentile(99.9), res.CPUPerReview, res.Late)
-			out = append(out, res)
+	phase := func(name, url string, pid int, pprof string, rate float64) *Result {
+		profiled := make(chan struct{})
+		if pprof != "" && profileDir != "" {
+			go func() {
+				defer close(profiled)
+				time.Sleep(warmup)
+				saveProfile(t, pprof, duration-time.Second, filepath.Join(profileDir, fmt.Sprintf("%s-%v.pprof", name, rate)))
+			}()
+		} else {
+			close(profiled)
 		}
-		return out
+		res, err := Run(context.Background(), Config{URL: url, Client: client, Rate: rate, Concurrency: 8,
+			Warmup: warmup, Duration: duration, Bodies: bodies, PID: pid})
+		<-profiled
+		if dir := os.Getenv("MESHGUARD_LOADTEST_RAW"); dir != "" {
+			writeRaw(t, filepath.Join(dir, fmt.Sprintf("%s-%v.csv", name, rate)), res)
+		}
+		require.NoError(t, err)
+		require.Zero(t, res.Errors, "%s at %v/s: %s", name, rate, res.FirstError)
+		require.NotEmpty(t, res.Latency)
+		t.Logf("%s at %v/s: achieved %.0f/s, p50 %s p99 %s p99.9 %s, CPU/review %s, late %d", name, rate, res.Achieved,
+			res.Percentile(50), res.Percentile(99), res.Percentile(99.9), res.CPUPerReview, res.Late)
+		return res
 	}
 
-	results := map[string][]*Result{}
-	{
-		port, probe, pprof := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
-		p := harness.StartProcess(t, "meshguard-serve", meshguard, "serve",
-			"--kubeconfig="+cp.KubeconfigPath(), "--cert-dir="+certDir, "--port="+strconv.Itoa(port),
-			"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
-			fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprof))
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		require.NoError(t, p.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)))
-		cancel()
-		results["meshguard"] = phases("meshguard", fmt.Sprintf("https://127.0.0.1:%d/validate", port), p.Pid(),
-			fmt.Sprintf("http://127.0.0.1:%d", pprof))
-		logMemory(t, "meshguard", p.Pid())
-		require.NoError(t, p.Stop())
+	// Both servers run throughout and take turns rate by rate, so a slow minute of the machine
+	// lands on both rather than on whichever server happened to run then.
+	type server struct {
+		name, url, pprof string
+		proc             *harness.Process
 	}
-	{
-		port := harness.FreePort(t)
-		p := harness.StartProcess(t, "floor", floor, "--cert-dir="+certDir, "--port="+strconv.Itoa(port))
-		waitTLS(t, caPEM, fmt.Sprintf("https://127.0.0.1:%d/healthz", port))
-		results["floor"] = phases("floor", fmt.Sprintf("https://127.0.0.1:%d/validate", port), p.Pid(), "")
-		logMemory(t, "floor", p.Pid())
-		require.NoError(t, p.Stop())
+	port, probe, pprof := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
+	mg := harness.StartProcess(t, "meshguard-serve", meshguard, "serve",
+		"--kubeconfig="+cp.KubeconfigPath(), "--cert-dir="+certDir, "--port="+strconv.Itoa(port),
+		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
+		fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprof))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	require.NoError(t, mg.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)))
+	cancel()
+	floorPort := harness.FreePort(t)
+	fl := harness.StartProcess(t, "floor", floor, "--cert-dir="+certDir, "--port="+strconv.Itoa(floorPort))
+	waitTLS(t, caPEM, fmt.Sprintf("https://127.0.0.1:%d/healthz", floorPort))
+	servers := []server{
+		{"meshguard", fmt.Sprintf("https://127.0.0.1:%d/validate", port), fmt.Sprintf("http://127.0.0.1:%d", pprof), mg},
+		{"floor", fmt.Sprintf("https://127.0.0.1:%d/validate", floorPort), "", fl},
+	}
+	results := map[string][]*Result{}
+	for _, rate := range rates {
+		for _, s := range servers {
+			results[s.name] = append(results[s.name], phase(s.name, s.url, s.proc.Pid(), s.pprof, rate))
+		}
+	}
+	for _, s := range servers {
+		logMemory(t, s.name, s.proc.Pid())
+		require.NoError(t, s.proc.Stop())
 	}
 	table := Table(results, []string{"meshguard", "floor"})
 	t.Logf("load (%d distinct reviews, %s per phase after %s warmup):\n%s", len(bodies), duration, warmup, table)
