@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -126,13 +127,20 @@ func (c *Chart) Object(t testing.TB, kind, name string) *unstructured.Unstructur
 // Without returns the manifest of every rendered object except those of the given kinds.
 func (c *Chart) Without(t testing.TB, kinds ...string) []byte {
 	t.Helper()
+	return c.manifest(t, func(kind string) bool { return !slices.Contains(kinds, kind) })
+}
+
+// Only returns the manifest of the rendered objects of the given kinds.
+func (c *Chart) Only(t testing.TB, kinds ...string) []byte {
+	t.Helper()
+	return c.manifest(t, func(kind string) bool { return slices.Contains(kinds, kind) })
+}
+
+func (c *Chart) manifest(t testing.TB, keep func(kind string) bool) []byte {
+	t.Helper()
 	var b bytes.Buffer
 	for _, o := range c.Objects {
-		skip := false
-		for _, k := range kinds {
-			skip = skip || o.GetKind() == k
-		}
-		if skip {
+		if !keep(o.GetKind()) {
 			continue
 		}
 		data, err := yaml.Marshal(o.Object)
@@ -141,26 +149,6 @@ func (c *Chart) Without(t testing.TB, kinds ...string) []byte {
 		}
 		b.WriteString("---\n")
 		b.Write(data)
-	}
-	return b.Bytes()
-}
-
-// Only returns the manifest of the rendered objects of the given kinds.
-func (c *Chart) Only(t testing.TB, kinds ...string) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	for _, o := range c.Objects {
-		for _, k := range kinds {
-			if o.GetKind() != k {
-				continue
-			}
-			data, err := yaml.Marshal(o.Object)
-			if err != nil {
-				t.Fatalf("marshal %s %s: %v", o.GetKind(), o.GetName(), err)
-			}
-			b.WriteString("---\n")
-			b.Write(data)
-		}
 	}
 	return b.Bytes()
 }
