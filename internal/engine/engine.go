@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -386,7 +387,8 @@ func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any 
 		}
 		var siblings []any
 		for _, o := range inv.List(obj.Kind, obj.Namespace) {
-			if o.Key() != obj.Key() && !scoped(o) {
+			// A name defined in several files of a lint run is one sibling, not several.
+			if o.Name != obj.Name && !scoped(o) && !slices.Contains(siblings, any(o.Name)) {
 				siblings = append(siblings, o.Name)
 			}
 		}

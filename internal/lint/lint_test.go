@@ -1,0 +1,75 @@
+package lint_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshguard/meshguard/internal/lint"
+	"github.com/meshguard/meshguard/internal/manifest"
+)
+
+func TestAPolicyDefinedInTwoFilesIsOneCompetitor(t *testing.T) {
+	dir := t.TempDir()
+	const meshDefault = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  tracing: [{randomSamplingPercentage: 1}]\n"
+	for name, content := range map[string]string{
+		"a.yaml":    meshDefault,
+		"b.yaml":    meshDefault,
+		"logs.yaml": "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-logging, namespace: istio-system}\nspec:\n  accessLogging: [{providers: [{name: envoy}]}]\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+	}
+	res, err := manifest.Loader{}.Load([]string{dir})
+	require.NoError(t, err)
+	fs, err := lint.Run(context.Background(), newEngine(t), res.Objects, res.Problems, false)
+	require.NoError(t, err)
+	perObject := map[string]int{}
+	for _, f := range fs {
+		if f.Rule == "MG505" {
+			perObject[f.File+" "+f.Name]++
+		}
+	}
+	require.Equal(t, map[string]int{
+		filepath.Join(dir, "a.yaml") + " mesh-default":    1,
+		filepath.Join(dir, "b.yaml") + " mesh-default":    1,
+		filepath.Join(dir, "logs.yaml") + " mesh-logging": 1,
+	}, perObject)
+}
+
+// TestTheIstioCorpusFindings pins what lint reports on Istio's own sample and test configs (the
+// corpus beside the checkout; skipped when absent). Each is a finding an Istio operator would
+// agree with: competing mesh-wide Telemetries, values Istio's own types refuse, a PERMISSIVE
+// policy, and tag overrides that are not CEL expressions over Envoy's attributes.
+func TestTheIstioCorpusFindings(t *testing.T) {
+	root := filepath.Join("..", "..", "..", "shared", "corpus", "istio")
+	if _, err := os.Stat(root); err != nil {
+		t.Skip("corpus not beside this checkout")
+	}
+	res, err := manifest.Loader{}.Load([]string{root})
+	require.NoError(t, err)
+	fs, err := lint.Run(context.Background(), newEngine(t), res.Objects, res.Problems, false)
+	require.NoError(t, err)
+	type finding struct{ rule, file, name string }
+	var got []finding
+	for _, f := range fs {
+		rel, err := filepath.Rel(root, f.File)
+		require.NoError(t, err)
+		got = append(got, finding{f.Rule, rel, f.Name})
+	}
+	require.ElementsMatch(t, []finding{
+		{"MG505", "analyzer-testdata/telemetry-default-selector.yaml", "has-conflict-1"},
+		{"MG505", "analyzer-testdata/telemetry-default-selector.yaml", "has-conflict-2"},
+		{"MG505", "analyzer-testdata/telemetry-disable-provider.yaml", "mesh-default"},
+		{"MG505", "analyzer-testdata/telemetry-invalid-provider.yaml", "mesh-default"},
+		{"MG505", "analyzer-testdata/telemetry-lightstep.yaml", "mesh-default"},
+		{"MG505", "samples/open-telemetry__loki__telemetry.yaml", "mesh-logging"},
+		{"MG001", "validation-testdata/peerauth-invalid.yaml", "bad-mode"},
+		{"MG001", "validation-testdata/peerauth-invalid.yaml", "bad-port"},
+		{"MG301", "validation-testdata/peerauth-valid.yaml", "full"},
+		{"MG404", "validation-testdata/telemetry-invalid.yaml", "bad-tag-remove"},
+		{"MG404", "validation-testdata/telemetry-valid.yaml", "tag-upsert"},
+	}, got)
+}
