@@ -335,3 +335,19 @@ func TestRuleDocsAreCurrent(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, string(want), out, "docs/rules.md is stale: run make docs")
 }
+
+// TestTheREADMERuleTableIsCurrent keeps the README's rule table the same as docs/rules.md.
+func TestTheREADMERuleTableIsCurrent(t *testing.T) {
+	docs, err := os.ReadFile("../../docs/rules.md")
+	require.NoError(t, err)
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	var rows []string
+	for _, line := range strings.Split(string(docs), "\n") {
+		if strings.HasPrefix(line, "|") {
+			rows = append(rows, line)
+		}
+	}
+	require.NotEmpty(t, rows)
+	require.Contains(t, string(readme), strings.Join(rows, "\n"), "the README's rule table is stale: copy it from docs/rules.md")
+}
