@@ -113,16 +113,16 @@ func GeneratorURL(base, query string) string {
 	return strings.TrimRight(base, "/") + "/graph?g0.expr=" + url.QueryEscape(query) + "&g0.tab=1"
 }
 
-// cluster is an Envoy outbound cluster name taken apart.
-type cluster struct {
+// envoyCluster is an Envoy outbound cluster name taken apart.
+type envoyCluster struct {
 	Port, Subset, Host string
 }
 
 // parseCluster reads outbound|PORT|SUBSET|HOST; ok is false for any other cluster.
-func parseCluster(name string) (cluster, bool) {
+func parseCluster(name string) (envoyCluster, bool) {
 	parts := strings.SplitN(name, "|", 4)
 	if len(parts) != 4 || parts[0] != "outbound" || parts[3] == "" {
-		return cluster{}, false
+		return envoyCluster{}, false
 	}
-	return cluster{Port: parts[1], Subset: parts[2], Host: parts[3]}, true
+	return envoyCluster{Port: parts[1], Subset: parts[2], Host: parts[3]}, true
 }

@@ -21,7 +21,7 @@ import (
 func BenchmarkServeHTTP(b *testing.B) {
 	f := newFixture(b, "")
 	for _, obj := range loadgen.Objects() {
-		require.NoError(b, f.cache.Put(Normalize(obj).(map[string]any)))
+		require.NoError(b, f.cache.Put(manifest.Normalize(obj).(map[string]any)))
 	}
 	bodies, err := loadgen.Reviews(2048, 1)
 	require.NoError(b, err)
@@ -47,10 +47,10 @@ func BenchmarkOverlay(b *testing.B) {
 		var objects []*manifest.Object
 		for c := range copies {
 			for _, raw := range loadgen.Objects() {
-				raw = Normalize(raw).(map[string]any)
+				raw = manifest.Normalize(raw).(map[string]any)
 				meta := raw["metadata"].(map[string]any)
 				meta["namespace"] = fmt.Sprintf("%s-%d", meta["namespace"], c)
-				o, p := ObjectOf(raw)
+				o, p := manifest.NewObject(raw)
 				require.Nil(b, p)
 				objects = append(objects, o)
 			}

@@ -2,11 +2,9 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"unsafe"
 
 	jsoniter "github.com/json-iterator/go"
@@ -40,7 +38,7 @@ func DecodeJSON(data []byte) (map[string]any, error) {
 	if next := it.WhatIsNext(); next != jsoniter.InvalidValue || (it.Error != nil && !errors.Is(it.Error, io.EOF)) {
 		return nil, errors.New("decode object: trailing data after the JSON object")
 	}
-	normalizeInPlace(m)
+	manifest.NormalizeInPlace(m)
 	return m, nil
 }
 
@@ -151,7 +149,7 @@ func prepareObject(m map[string]any) {
 	if meta, ok := m["metadata"].(map[string]any); ok {
 		delete(meta, "managedFields") // decoded by other means than admissionObject
 	}
-	normalizeInPlace(m)
+	manifest.NormalizeInPlace(m)
 }
 
 // objectKey carries an object the HTTP layer already decoded to the handler.
@@ -165,101 +163,6 @@ func withObject(ctx context.Context, m map[string]any) context.Context {
 func objectFrom(ctx context.Context) (map[string]any, bool) {
 	m, ok := ctx.Value(objectKey{}).(map[string]any)
 	return m, ok
-}
-
-// normalizeInPlace turns the whole float64s of a freshly decoded value into int64, without
-// copying it (DecodeJSON owns what it decoded).
-func normalizeInPlace(v any) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			switch x := x.(type) {
-			case float64:
-				t[k] = wholeAsInt(x)
-			case map[string]any, []any:
-				normalizeInPlace(x)
-			}
-		}
-	case []any:
-		for i, x := range t {
-			switch x := x.(type) {
-			case float64:
-				t[i] = wholeAsInt(x)
-			case map[string]any, []any:
-				normalizeInPlace(x)
-			}
-		}
-	}
-}
-
-// Normalize returns a copy of a JSON-like value with every number in the form the rules read:
-// int64 for whole numbers that fit exactly in a float64, float64 otherwise. It accepts what
-// encoding/json (with or without UseNumber) and apimachinery's unstructured decoder produce,
-// and never changes its input, so it is safe on objects an informer's cache still holds.
-func Normalize(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[k] = Normalize(x)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			out[i] = Normalize(x)
-		}
-		return out
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		f, err := t.Float64()
-		if err != nil {
-			// Out of float64 range: keep the text, the strict decoder reports it.
-			return t.String()
-		}
-		return wholeAsInt(f)
-	case float64:
-		return wholeAsInt(t)
-	case int:
-		return int64(t)
-	case int32:
-		return int64(t)
-	}
-	return v
-}
-
-func wholeAsInt(f float64) any {
-	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-		return int64(f)
-	}
-	return f
-}
-
-// ObjectOf builds the object under review from its generic form. It returns (nil, nil) for a
-// kind meshguard does not check, and a *manifest.Problem (what MG001 reports, with the field
-// path) when the object fails the strict check against its istio.io/api type.
-func ObjectOf(raw map[string]any) (*manifest.Object, *manifest.Problem) {
-	obj, err := manifest.NewObject(raw)
-	if err == nil {
-		return obj, nil
-	}
-	// NewObject flattens its problem into the error text; the loader keeps it structured, so
-	// ask it again (only on this rare path) to get the field path on its own.
-	p := &manifest.Problem{Message: err.Error()}
-	if b, merr := json.Marshal(raw); merr == nil {
-		if _, problems := manifest.Parse("", b); len(problems) > 0 {
-			p = problems[0]
-		}
-	}
-	// A single JSON line has no useful file position.
-	p.File, p.Line = "", 0
-	if obj != nil {
-		p.APIVersion, p.Kind, p.Namespace, p.Name = obj.APIVersion, obj.Kind, obj.Namespace, obj.Name
-		p.Annotations = obj.Annotations
-	}
-	return obj, p
 }
 
 // describe writes a finding the way the admission response shows it: rule ID, field path,

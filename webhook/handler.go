@@ -104,7 +104,7 @@ func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request)
 	}
 	defer release()
 
-	obj, problem := ObjectOf(raw)
+	obj, problem := manifest.NewObject(raw)
 	if obj == nil && problem == nil {
 		return admission.Allowed(""), ResultAllowed // a kind meshguard does not check
 	}

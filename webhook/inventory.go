@@ -100,7 +100,7 @@ func (c *Cache) upsert(kind string, obj any) {
 		return
 	}
 	// The informer's map is shared with its store: Normalize copies it.
-	raw := Normalize(u.Object).(map[string]any)
+	raw := manifest.Normalize(u.Object).(map[string]any)
 	if err := c.Put(raw); err != nil {
 		c.log.Error(err, "object left out of the inventory", "kind", kind, "namespace", u.GetNamespace(), "name", u.GetName())
 	}
@@ -110,7 +110,7 @@ func (c *Cache) upsert(kind string, obj any) {
 // check is kept anyway (the cluster holds it, and its other fields still configure the mesh);
 // it is only an error when it is not one of the checked kinds.
 func (c *Cache) Put(raw map[string]any) error {
-	obj, problem := ObjectOf(raw)
+	obj, problem := manifest.NewObject(raw)
 	if obj == nil {
 		if problem != nil {
 			return fmt.Errorf("%s", problem.Error())

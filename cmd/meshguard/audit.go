@@ -1,42 +1,22 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"path"
-	"strings"
-
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 
+	"github.com/meshguard/meshguard/internal/cluster"
 	"github.com/meshguard/meshguard/internal/engine"
 	"github.com/meshguard/meshguard/internal/lint"
 	"github.com/meshguard/meshguard/internal/manifest"
 	"github.com/meshguard/meshguard/internal/report"
-	"github.com/meshguard/meshguard/webhook"
 )
-
-// auditPageSize bounds one LIST call; large clusters are read in pages.
-const auditPageSize = 500
 
 func newAuditCmd() *cobra.Command {
 	var (
 		rf         ruleFlags
+		out        reportFlags
 		kubeconfig string
-		output     string
-		failOn     string
 		namespace  string
-		noColor    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -53,26 +33,31 @@ unreachable cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tuneGC(logr.Discard())
-			threshold, err := parseFailOn(failOn)
+			rep, err := out.reporter(cmd)
 			if err != nil {
 				return err
-			}
-			color := !noColor && output == "text" && isTerminal(cmd.OutOrStdout())
-			out, err := report.Get(output, report.Options{Color: color})
-			if err != nil {
-				return usageError(err)
 			}
 			_, eng, err := rf.build(cmd.Context())
 			if err != nil {
 				return err
 			}
-			restCfg, err := restConfig(kubeconfig)
+			restCfg, err := cluster.RESTConfig(kubeconfig)
 			if err != nil {
 				return usageError(err)
 			}
-			objects, problems, err := listCluster(cmd.Context(), restCfg, cmd.ErrOrStderr())
+			items, err := cluster.List(cmd.Context(), restCfg, nil, cmd.ErrOrStderr())
 			if err != nil {
 				return usageError(err)
+			}
+			// As in lint, an object that fails the strict check is its MG001 problem only.
+			var objects []*manifest.Object
+			var problems []*manifest.Problem
+			for _, it := range items {
+				if it.Problem != nil {
+					problems = append(problems, it.Problem)
+				} else {
+					objects = append(objects, it.Object)
+				}
 			}
 			findings, err := lint.Run(cmd.Context(), eng, objects, problems, true)
 			if err != nil {
@@ -95,86 +80,15 @@ unreachable cluster.`,
 					}
 				}
 			}
-			rep := &report.Report{Findings: findings, Rules: eng.Rules(), Objects: reported}
-			if err := out.Output(cmd.OutOrStdout(), rep); err != nil {
-				return fmt.Errorf("write report: %w", err)
-			}
-			if threshold > 0 && engine.Max(findings) >= threshold {
-				return &exitError{code: 1}
-			}
-			return nil
+			return rep.write(cmd, &report.Report{Findings: findings, Rules: eng.Rules(), Objects: reported})
 		},
 	}
 	fs := cmd.Flags()
 	rf.register(fs)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
-	fs.StringVarP(&output, "output", "o", "text", "output format: "+strings.Join(report.Formats(), ", "))
-	fs.StringVar(&failOn, "fail-on", "error", "exit 1 when a finding is at or above this severity: error, warning, info or none")
+	out.register(fs)
 	fs.StringVarP(&namespace, "namespace", "n", "", "report only the findings of objects in this namespace (the whole cluster is still the inventory)")
-	fs.BoolVar(&noColor, "no-color", false, "never colour the text output (it is coloured only on a terminal anyway)")
 	return cmd
-}
-
-// listCluster reads every object of the checked kinds, each in the version the cluster prefers
-// among those Istio serves. Objects that fail the strict check come back as problems (MG001),
-// as in lint. Each object's File is its API path, which is what reports print and link to.
-func listCluster(ctx context.Context, cfg *rest.Config, stderr io.Writer) ([]*manifest.Object, []*manifest.Problem, error) {
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to the cluster: %w", err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to the cluster: %w", err)
-	}
-	var (
-		objects  []*manifest.Object
-		problems []*manifest.Problem
-		served   int
-	)
-	for _, kind := range manifest.Kinds() {
-		group, versions := manifest.GroupVersions(kind)
-		mapping, err := mapper.RESTMapping(schema.GroupKind{Group: group, Kind: kind}, versions...)
-		if meta.IsNoMatchError(err) {
-			fmt.Fprintf(stderr, "meshguard: the cluster serves no %s.%s; skipped\n", kind, group)
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("look up %s.%s: %w", kind, group, err)
-		}
-		served++
-		gvr := mapping.Resource
-		opts := metav1.ListOptions{Limit: auditPageSize}
-		for {
-			list, err := dyn.Resource(gvr).List(ctx, opts)
-			if err != nil {
-				return nil, nil, fmt.Errorf("list %s: %w", gvr.GroupResource(), err)
-			}
-			for i := range list.Items {
-				u := &list.Items[i]
-				raw := webhook.Normalize(u.Object).(map[string]any)
-				// The file of a cluster object is its API path.
-				file := path.Join("/apis", gvr.Group, gvr.Version, "namespaces", u.GetNamespace(), gvr.Resource, u.GetName())
-				obj, problem := webhook.ObjectOf(raw)
-				switch {
-				case problem != nil:
-					problem.File = file
-					problems = append(problems, problem)
-				case obj != nil:
-					obj.File = file
-					objects = append(objects, obj)
-				}
-			}
-			if opts.Continue = list.GetContinue(); opts.Continue == "" {
-				break
-			}
-		}
-	}
-	if served == 0 {
-		return nil, nil, errors.New("the cluster serves none of the Istio kinds meshguard checks: are the Istio CRDs installed?")
-	}
-	return objects, problems, nil
 }
 
 func inNamespace(fs []engine.Finding, ns string) []engine.Finding {

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/cluster"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/manifest"
 )
@@ -46,7 +47,7 @@ func (f *checkFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.alertmanagers, "alertmanager-url", nil, "Alertmanager base URL; repeatable, every one gets every alert (overrides check.alertmanagers)")
 	fs.DurationVar(&f.interval, "interval", 0, "time between two checks (default from config: 30s)")
 	fs.DurationVar(&f.window, "window", 0, "range the rates are taken over (default from config: 5m)")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications from the cluster of this kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications from the cluster of this kubeconfig (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
 	fs.StringArrayVar(&f.configFrom, "config-from", nil, "read PeerAuthentications from manifest files or directories instead of a cluster; repeatable")
 	fs.BoolVar(&f.once, "once", false, "check once, print what fires and exit: 0 nothing fires, 1 something fires, 2 usage error or Prometheus unreachable")
 	fs.StringVarP(&f.output, "output", "o", "text", "--once output format: "+strings.Join(checks.ReportFormats(), ", "))
@@ -171,7 +172,7 @@ func checkConfigSource(paths []string, kubeconfig, root string, kinds ...string)
 		}
 		return src, nil
 	}
-	rc, err := checks.RESTConfig(kubeconfig)
+	rc, err := cluster.RESTConfig(kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%w (or give --config-from DIR)", err)
 	}

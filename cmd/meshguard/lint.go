@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -18,10 +17,8 @@ import (
 func newLintCmd() *cobra.Command {
 	var (
 		rf          ruleFlags
-		output      string
-		failOn      string
+		out         reportFlags
 		complete    bool
-		noColor     bool
 		maxFileSize int64
 	)
 	cmd := &cobra.Command{
@@ -38,14 +35,9 @@ unreadable paths.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tuneGC(logr.Discard())
-			threshold, err := parseFailOn(failOn)
+			rep, err := out.reporter(cmd)
 			if err != nil {
 				return err
-			}
-			color := !noColor && output == "text" && isTerminal(cmd.OutOrStdout())
-			out, err := report.Get(output, report.Options{Color: color})
-			if err != nil {
-				return usageError(err)
 			}
 			_, eng, err := rf.build(cmd.Context())
 			if err != nil {
@@ -63,22 +55,13 @@ unreadable paths.`,
 			if err != nil {
 				return err
 			}
-			rep := &report.Report{Findings: findings, Rules: eng.Rules(), Files: res.Files, Objects: len(res.Objects)}
-			if err := out.Output(cmd.OutOrStdout(), rep); err != nil {
-				return fmt.Errorf("write report: %w", err)
-			}
-			if threshold > 0 && engine.Max(findings) >= threshold {
-				return &exitError{code: 1}
-			}
-			return nil
+			return rep.write(cmd, &report.Report{Findings: findings, Rules: eng.Rules(), Files: res.Files, Objects: len(res.Objects)})
 		},
 	}
 	fs := cmd.Flags()
 	rf.register(fs)
-	fs.StringVarP(&output, "output", "o", "text", "output format: "+strings.Join(report.Formats(), ", "))
-	fs.StringVar(&failOn, "fail-on", "error", "exit 1 when a finding is at or above this severity: error, warning, info or none")
+	out.register(fs)
 	fs.BoolVar(&complete, "complete", false, "the files are the whole configuration: also run the rules that report something missing (MG502, MG503, MG504, MG506)")
-	fs.BoolVar(&noColor, "no-color", false, "never colour the text output (it is coloured only on a terminal anyway)")
 	fs.Int64Var(&maxFileSize, "max-file-size", manifest.DefaultMaxFileSize, "refuse input files larger than this many bytes")
 	return cmd
 }

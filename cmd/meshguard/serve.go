@@ -11,17 +11,15 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/meshguard/meshguard/internal/cluster"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/engine"
 	"github.com/meshguard/meshguard/policies"
@@ -105,7 +103,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 	rules := webhook.NewRules(rs)
 	reloader.Rules = rules
 
-	restCfg, err := restConfig(f.kubeconfig)
+	restCfg, err := cluster.RESTConfig(f.kubeconfig)
 	if err != nil {
 		return usageError(err)
 	}
@@ -165,24 +163,6 @@ func serve(ctx context.Context, f *serveFlags) error {
 		return fmt.Errorf("run webhook server: %w", err)
 	}
 	return nil
-}
-
-// restConfig reads --kubeconfig, or, when it is empty, what controller-runtime looks for:
-// $KUBECONFIG, the in-cluster service account, then ~/.kube/config.
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		cfg, err := ctrlconfig.GetConfig()
-		if err != nil {
-			return nil, fmt.Errorf("find a cluster: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("read kubeconfig %s: %w", kubeconfig, err)
-	}
-	return cfg, nil
 }
 
 // newLogger returns a structured logr.Logger writing to stderr through log/slog. logr's V(n)

@@ -193,16 +193,11 @@ func isIdent(s string) bool {
 }
 
 // NewObject builds an Object from a generic document such as an admission request's object or
-// an API list item. It checks the spec strictly as Load does; the error names the offending field.
-func NewObject(raw map[string]any) (*Object, error) {
-	o, problem := fromRaw(raw, nil, "", 0, 0)
-	if problem != nil {
-		if problem.Path != "" {
-			return o, fmt.Errorf("%s: %s", problem.Path, problem.Message)
-		}
-		return o, fmt.Errorf("%s", problem.Message)
-	}
-	return o, nil
+// an API list item, with numbers as Normalize leaves them. It returns (nil, nil) for a kind
+// meshguard does not check, and the Problem MG001 reports (with its field path) when the spec
+// fails the strict check that Load applies; the Object is still returned then, for its identity.
+func NewObject(raw map[string]any) (*Object, *Problem) {
+	return fromRaw(raw, nil, "", 0, 0)
 }
 
 // Memo returns the value f computes for key, computing it once per object. Evaluators use it to

@@ -72,7 +72,10 @@ func parseDocument(doc document) (*yaml.Node, any, *Problem) {
 	return root.Content[0], v, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var (
+	yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	anyLineRE  = regexp.MustCompile(`line (\d+)`)
+)
 
 func yamlErrorLine(err error) (int, string) {
 	msg := err.Error()
@@ -83,7 +86,7 @@ func yamlErrorLine(err error) (int, string) {
 		n, _ := strconv.Atoi(m[1])
 		return n, m[2]
 	}
-	if m := regexp.MustCompile(`line (\d+)`).FindStringSubmatch(msg); m != nil {
+	if m := anyLineRE.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		return n, strings.TrimPrefix(msg, "yaml: ")
 	}
