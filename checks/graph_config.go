@@ -88,24 +88,24 @@ func (j *configJoin) edgeConfig(srcNS, host, protocol string) EdgeConfig {
 	order := []string{srcNS, dstNS, j.root}
 	if protocol == "http" {
 		vs := j.pick(j.vss, order, func(o *manifest.Object) bool {
-			spec := specOf(o)
+			spec := o.SpecMap()
 			return appliesToMesh(spec) && j.anyHostMatches(stringList(spec["hosts"]), o.Namespace, host)
 		})
 		if vs != nil {
 			out.VirtualService = vs.Namespace + "/" + vs.Name
-			out.Routes = routesOf(specOf(vs))
+			out.Routes = routesOf(vs.SpecMap())
 		} else {
 			out.Routes = []RoutePolicy{{Route: "default (no VirtualService)",
 				Retries: &RetryPolicy{Attempts: istioDefaultRetryAttempts, RetryOn: istioDefaultRetryOn, Default: true}}}
 		}
 	}
 	dr := j.pick(j.drs, order, func(o *manifest.Object) bool {
-		h, _ := specOf(o)["host"].(string)
+		h, _ := o.SpecMap()["host"].(string)
 		return j.anyHostMatches([]string{h}, o.Namespace, host)
 	})
 	if dr != nil {
 		out.DestinationRule = dr.Namespace + "/" + dr.Name
-		spec := specOf(dr)
+		spec := dr.SpecMap()
 		tp, _ := spec["trafficPolicy"].(map[string]any)
 		if od := outlierOf(tp, ""); od != nil {
 			out.OutlierDetection = append(out.OutlierDetection, *od)
@@ -231,11 +231,6 @@ func outlierOf(tp map[string]any, subset string) *OutlierPolicy {
 	p.Interval, _ = od["interval"].(string)
 	p.BaseEjectionTime, _ = od["baseEjectionTime"].(string)
 	return p
-}
-
-func specOf(o *manifest.Object) map[string]any {
-	s, _ := o.Raw["spec"].(map[string]any)
-	return s
 }
 
 // stringList reads a list of strings from a generic document.

@@ -31,7 +31,7 @@ var _ engine.Inventory = (*overlay)(nil)
 func newOverlay(base engine.Inventory, obj *manifest.Object, remove bool, root, domain string) *overlay {
 	o := &overlay{base: base, obj: obj, remove: remove, root: root}
 	if obj.Kind == manifest.KindDestinationRule {
-		spec, _ := obj.Raw["spec"].(map[string]any)
+		spec := obj.SpecMap()
 		host, _ := spec["host"].(string)
 		o.fqdn = mesh.FQDN(host, obj.Namespace, domain)
 	}

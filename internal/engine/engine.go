@@ -420,7 +420,7 @@ func (e *Engine) ReviewInventory(ctx context.Context, inv Inventory) ([]Finding,
 	}
 	var meshWide []any
 	for _, pa := range inv.List(manifest.KindPeerAuthentication, e.cfg.RootNamespace) {
-		spec, _ := pa.Raw["spec"].(map[string]any)
+		spec := pa.SpecMap()
 		if !mesh.Scoped(spec) {
 			meshWide = append(meshWide, pa.Raw)
 		}
@@ -587,7 +587,7 @@ func summarize(dr *manifest.Object) drSummary {
 			}
 		}
 	}
-	spec, _ := dr.Raw["spec"].(map[string]any)
+	spec := dr.SpecMap()
 	subsets, _ := spec["subsets"].([]any)
 	for _, sub := range subsets {
 		if m, ok := sub.(map[string]any); ok {
@@ -612,7 +612,7 @@ func objectTerm(o *manifest.Object) *ast.Term {
 
 // scoped tells whether a policy object narrows itself to some workloads.
 func scoped(o *manifest.Object) bool {
-	spec, _ := o.Raw["spec"].(map[string]any)
+	spec := o.SpecMap()
 	return mesh.Scoped(spec)
 }
 
@@ -640,7 +640,7 @@ func termAt(t *ast.Term, path string) *ast.Term {
 
 // routeHosts lists the destination hosts of a VirtualService's HTTP routes.
 func routeHosts(o *manifest.Object) []string {
-	spec, _ := o.Raw["spec"].(map[string]any)
+	spec := o.SpecMap()
 	routes, _ := spec["http"].([]any)
 	var hosts []string
 	for _, rt := range routes {

@@ -80,7 +80,7 @@ func Overlay(base Inventory, obj *manifest.Object, remove bool, rootNamespace, d
 }
 
 func specString(o *manifest.Object, field string) string {
-	spec, _ := o.Raw["spec"].(map[string]any)
+	spec := o.SpecMap()
 	s, _ := spec[field].(string)
 	return s
 }

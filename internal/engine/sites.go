@@ -14,7 +14,7 @@ type Site struct {
 // policy, its port-level settings, and the same for each subset; for a VirtualService each
 // spec.http[] route. Walking here once, in Go, keeps every rule from re-implementing the walk.
 func Sites(o *manifest.Object, scope Scope) []Site {
-	spec, _ := o.Raw["spec"].(map[string]any)
+	spec := o.SpecMap()
 	switch scope {
 	case ScopeHTTPRoute:
 		routes, _ := spec["http"].([]any)

@@ -200,6 +200,12 @@ func NewObject(raw map[string]any) (*Object, *Problem) {
 	return fromRaw(raw, nil, "", 0, 0)
 }
 
+// SpecMap is the object's spec in its generic form, or nil when it has none (or it is not a map).
+func (o *Object) SpecMap() map[string]any {
+	spec, _ := o.Raw["spec"].(map[string]any)
+	return spec
+}
+
 // Memo returns the value f computes for key, computing it once per object. Evaluators use it to
 // cache their own forms of the object (an objects is immutable once loaded).
 func (o *Object) Memo(key string, f func() any) any {

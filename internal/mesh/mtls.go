@@ -91,7 +91,7 @@ func NewResolver(rootNamespace string, objects []*manifest.Object) *Resolver {
 
 // PolicyOf reads the mTLS settings of a PeerAuthentication object.
 func PolicyOf(o *manifest.Object) *Policy {
-	spec, _ := o.Raw["spec"].(map[string]any)
+	spec := o.SpecMap()
 	p := &Policy{Object: o, Namespace: o.Namespace, Name: o.Name, Mode: ModeUnset}
 	if sel, ok := spec["selector"].(map[string]any); ok {
 		if ml, ok := sel["matchLabels"].(map[string]any); ok && len(ml) > 0 {
