@@ -8,9 +8,25 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/meshguard/meshguard/internal/engine"
 )
+
+const (
+	// InformationURI is the project's home, named by the formats that link to a tool.
+	InformationURI = "https://github.com/meshguard/meshguard"
+	// RulesDocURL is the generated rule reference; each built-in rule has an anchor there.
+	RulesDocURL = InformationURI + "/blob/main/docs/rules.md"
+)
+
+// RuleDocsURL links to a built-in rule's section of docs/rules.md; custom rules have none.
+func RuleDocsURL(r *engine.Rule) string {
+	if r == nil || r.Source != "builtin" {
+		return ""
+	}
+	return RulesDocURL + "#" + strings.ToLower(r.ID)
+}
 
 // Report is the result of one run.
 type Report struct {
@@ -20,6 +36,18 @@ type Report struct {
 	// Files is how many files were read; Objects how many Istio objects were checked.
 	Files   int
 	Objects int
+	// Paths are the files read, in order: a clean one is a passing JUnit case, and the first
+	// locates inventory findings in SARIF.
+	Paths []string
+	// BaseDir is the absolute directory SARIF URIs are made relative to (the working
+	// directory); empty leaves file names as they are.
+	BaseDir string
+	// ToolVersion is the meshguard build that wrote the report.
+	ToolVersion string
+	// ExitCode is the status the run exits with.
+	ExitCode int
+	// Duration is how long the run took.
+	Duration time.Duration
 }
 
 // Summary counts findings by severity.
@@ -56,6 +84,13 @@ type Outputter interface {
 type Options struct {
 	// Color turns on ANSI colour in the text format.
 	Color bool
+	// Context is how many source lines around a finding's line the text format prints.
+	Context int
+	// Source reads a finding's file for Context; nil prints no source.
+	Source func(file string) ([]byte, error)
+	// Summary, when set, receives a Markdown summary from the github format (the file
+	// $GITHUB_STEP_SUMMARY names).
+	Summary io.Writer
 }
 
 // Formats lists the output format names.
@@ -65,7 +100,7 @@ func Formats() []string { return []string{"text", "json", "sarif", "junit", "git
 func Get(format string, opts Options) (Outputter, error) {
 	switch format {
 	case "text", "":
-		return &Text{Color: opts.Color}, nil
+		return &Text{Color: opts.Color, Context: opts.Context, Source: opts.Source}, nil
 	case "json":
 		return &JSON{}, nil
 	case "sarif":
@@ -73,9 +108,14 @@ func Get(format string, opts Options) (Outputter, error) {
 	case "junit":
 		return &JUnit{}, nil
 	case "github":
-		return &GitHub{}, nil
+		return &GitHub{Summary: opts.Summary}, nil
 	}
-	return nil, fmt.Errorf("unknown output format %q (want %s)", format, strings.Join(Formats(), ", "))
+	return nil, UnknownFormat(format, Formats()...)
+}
+
+// UnknownFormat is the one wording of a bad --output, for every command.
+func UnknownFormat(format string, valid ...string) error {
+	return fmt.Errorf("unknown output format %q (want %s)", format, strings.Join(valid, ", "))
 }
 
 // byFile groups findings by file, files sorted, findings in report order.

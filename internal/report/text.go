@@ -3,12 +3,18 @@ package report
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/meshguard/meshguard/internal/engine"
 )
 
-// Text is the human format: findings grouped by file, one line each with the hint below.
-type Text struct{ Color bool }
+// Text is the human format: findings grouped by file, one line each with the hint below, and
+// Context source lines around the finding's line when Source can read the file.
+type Text struct {
+	Color   bool
+	Context int
+	Source  func(file string) ([]byte, error)
+}
 
 func (t *Text) paint(code, s string) string {
 	if !t.Color {
@@ -31,6 +37,7 @@ func (t *Text) severity(s engine.Severity) string {
 func (t *Text) Output(w io.Writer, r *Report) error {
 	ew := &errWriter{w: w}
 	files, groups := byFile(r.Findings)
+	sources := map[string][]string{}
 	for _, file := range files {
 		name := file
 		if name == "" {
@@ -47,12 +54,51 @@ func (t *Text) Output(w io.Writer, r *Report) error {
 			if f.Hint != "" {
 				ew.printf("                %s %s\n", t.paint("2", "fix:"), f.Hint)
 			}
+			if t.Context > 0 && f.Line > 0 && file != "" {
+				lines, ok := sources[file]
+				if !ok {
+					lines = t.lines(file)
+					sources[file] = lines
+				}
+				t.excerpt(ew, lines, f.Line)
+			}
 		}
 		ew.printf("\n")
 	}
 	s := r.Summary()
 	ew.printf("%d files, %d objects: %d errors, %d warnings, %d infos\n", s.Files, s.Objects, s.Errors, s.Warnings, s.Infos)
 	return ew.err
+}
+
+// lines reads a file for context; a file that cannot be read (standard input already consumed,
+// a helm # Source: path) just has no context.
+func (t *Text) lines(file string) []string {
+	if t.Source == nil {
+		return nil
+	}
+	data, err := t.Source(file)
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+}
+
+// excerpt prints the lines around line, the finding's own marked with ">".
+func (t *Text) excerpt(ew *errWriter, lines []string, line int) {
+	if line > len(lines) {
+		return
+	}
+	for n := max(1, line-t.Context); n <= min(len(lines), line+t.Context); n++ {
+		mark := " "
+		if n == line {
+			mark = ">"
+		}
+		text := fmt.Sprintf("%s %5d | %s", mark, n, lines[n-1])
+		if n != line {
+			text = t.paint("2", text)
+		}
+		ew.printf("              %s\n", text)
+	}
 }
 
 // errWriter keeps the first write error so formats need not check each write.
