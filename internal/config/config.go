@@ -175,10 +175,14 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse reads YAML data over c and validates the result.
+// Parse reads YAML data over c and validates the result. Unknown keys are reported with their
+// line and the closest known key.
 func Parse(data []byte, c *Config) error {
-	if err := yaml.UnmarshalStrict(data, c); err != nil {
+	if err := checkKeys(data); err != nil {
 		return err
+	}
+	if err := yaml.UnmarshalStrict(data, c); err != nil {
+		return decodeError(data, err)
 	}
 	return c.Validate()
 }
