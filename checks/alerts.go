@@ -117,7 +117,9 @@ func labelsKey(l map[string]string) string {
 // concurrent use; the checker drives it from one goroutine.
 type Tracker struct {
 	// For is how long a condition must hold before its alert fires (0: at once).
-	For    time.Duration
+	For time.Duration
+	// Limit bounds the alerts Admit lets in (0: no bound).
+	Limit  int
 	active map[string]*Alert
 }
 
@@ -167,14 +169,65 @@ func (t *Tracker) Update(ts time.Time, alertname string, found []*Alert, complet
 	}
 }
 
+// Admit keeps the tracker within its Limit. found are one cycle's alerts of every rule; it
+// returns those the tracker may hold and how many new ones it refused. Alerts it already holds
+// always stay, so an alert is never resolved for want of room; new ones are taken critical
+// first, then by the highest figure. Resolved alerts whose resolution has been sent make room
+// before anything is refused.
+func (t *Tracker) Admit(found []*Alert) ([]*Alert, int) {
+	if t.Limit <= 0 {
+		return found, 0
+	}
+	var held, fresh []*Alert
+	for _, f := range found {
+		if _, ok := t.active[labelsKey(f.Labels)]; ok {
+			held = append(held, f)
+		} else {
+			fresh = append(fresh, f)
+		}
+	}
+	room := t.Limit - len(t.active)
+	if len(fresh) > room {
+		room += t.forgetResolved(len(fresh) - room)
+	}
+	if len(fresh) <= room {
+		return found, 0
+	}
+	room = max(room, 0)
+	sort.SliceStable(fresh, func(i, j int) bool {
+		a, b := fresh[i], fresh[j]
+		if (a.Labels[LabelSeverity] == SeverityCritical) != (b.Labels[LabelSeverity] == SeverityCritical) {
+			return a.Labels[LabelSeverity] == SeverityCritical
+		}
+		return a.Value > b.Value
+	})
+	return append(held, fresh[:room]...), len(fresh) - room
+}
+
+// forgetResolved drops up to n resolved alerts already sent as resolved, and returns how many.
+func (t *Tracker) forgetResolved(n int) int {
+	dropped := 0
+	for k, a := range t.active {
+		if dropped == n {
+			break
+		}
+		if a.State == StateInactive && !a.LastSentAt.Before(a.ResolvedAt) {
+			delete(t.active, k)
+			dropped++
+		}
+	}
+	return dropped
+}
+
 // Restore seeds firing alerts a previous run sent (read back from Alertmanager), so that a
 // restarted checker keeps their start times and resolves the ones that cleared meanwhile
-// instead of forgetting them. Alerts the tracker already has are left alone.
+// instead of forgetting them. Alerts the tracker already has are left alone, and none past the
+// Limit are taken. It returns how many it took.
 func (t *Tracker) Restore(alerts []*Alert) int {
 	n := 0
 	for _, r := range alerts {
 		k := labelsKey(r.Labels)
-		if _, ok := t.active[k]; ok {
+		if _, ok := t.active[k]; ok || (t.Limit > 0 && len(t.active) >= t.Limit) {
 			continue
 		}
 		a := r.clone()

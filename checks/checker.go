@@ -64,6 +64,9 @@ type Result struct {
 	// Sent are the alerts handed to the notifier (firing re-sends and resolutions).
 	Sent    []*Alert      `json:"-"`
 	Queries []QueryResult `json:"queries"`
+	// AlertsOverLimit counts the new alerts not raised because the checker held
+	// MaxAlertsPerCycle already.
+	AlertsOverLimit int `json:"alertsOverLimit,omitempty"`
 	// ConfigErr is the error reading the mesh configuration, if any.
 	ConfigErr error `json:"-"`
 	// Recovering lists the signals whose data has a hole in the window (a recent failure, or a
@@ -74,6 +77,18 @@ type Result struct {
 
 // Degraded tells whether a query or the configuration read failed in the cycle.
 func (r *Result) Degraded() bool { return r.ConfigErr != nil || len(r.Errors()) > 0 }
+
+// OverLimit tells whether the cycle left series or alerts out to stay within its limits.
+func (r *Result) OverLimit() bool { return r.AlertsOverLimit > 0 || r.SeriesOverLimit() > 0 }
+
+// SeriesOverLimit counts the series the cycle's queries left out.
+func (r *Result) SeriesOverLimit() int {
+	n := 0
+	for _, q := range r.Queries {
+		n += q.Dropped
+	}
+	return n
+}
 
 // Errors lists the cycle's failures.
 func (r *Result) Errors() []error {
@@ -120,6 +135,7 @@ func New(opts Options) (*Checker, error) {
 		tracker:  NewTracker(opts.For),
 		failedAt: map[string]time.Time{},
 	}
+	c.tracker.Limit = opts.Settings.MaxAlertsPerCycle
 	for _, sig := range c.signals {
 		c.genURLs[sig.Name] = GeneratorURL(opts.Settings.PrometheusURL, sig.Query)
 	}
@@ -155,13 +171,19 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 			continue
 		}
 		results[q.Signal] = q.Vector
+		// What was cut off is missing data: it must neither resolve alerts nor raise absence.
+		if q.Dropped > 0 {
+			holes[q.Signal] = true
+		}
 		if failed, ok := c.failedAt[q.Signal]; warming || (ok && ts.Sub(failed) < c.opts.Settings.Window+c.opts.Settings.Interval) {
 			holes[q.Signal] = true
 			res.Recovering = append(res.Recovering, q.Signal)
 		}
 	}
 	ec := &evalContext{now: ts, settings: c.opts.Settings, results: results, mesh: c.meshCfg}
-	for _, r := range c.rules {
+	completes := make([]bool, len(c.rules))
+	var found []*Alert
+	for i, r := range c.rules {
 		complete := true
 		for _, s := range r.Signals {
 			if _, ok := results[s]; !ok || holes[s] {
@@ -174,27 +196,40 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 		}
 		// A rule whose query failed still reports what the other queries show, except a rule
 		// that fires on absence: missing data would raise it.
-		var found []*Alert
 		if complete || !r.absence {
 			for _, f := range r.eval(ec) {
 				found = append(found, c.alertOf(r, f))
 			}
 		}
-		c.tracker.Update(ts, r.Alertname, found, complete)
+		completes[i] = complete
 	}
-	var degraded []*Alert
+	found, res.AlertsOverLimit = c.tracker.Admit(found)
+	byName := map[string][]*Alert{}
+	for _, a := range found {
+		byName[a.Name()] = append(byName[a.Name()], a)
+	}
+	for i, r := range c.rules {
+		c.tracker.Update(ts, r.Alertname, byName[r.Alertname], completes[i])
+	}
+	var degraded, over []*Alert
 	if res.Degraded() {
 		degraded = append(degraded, c.degradedAlert(res))
 	}
 	c.tracker.Update(ts, AlertCheckerDegraded, degraded, true)
+	if res.OverLimit() {
+		over = append(over, c.overLimitAlert(res))
+	}
+	c.tracker.Update(ts, AlertCheckerOverLimit, over, true)
 
 	res.Sent = c.tracker.Due(ts, c.opts.Settings.Interval)
 	res.Firing = c.tracker.Firing()
+	res.Duration = time.Since(start)
+	// The result is published before any alert leaves: whoever sees an alert in Alertmanager
+	// finds it in Last() and /readyz too.
+	c.record(res)
 	if c.opts.Notifier != nil {
 		c.opts.Notifier.Send(res.Sent)
 	}
-	res.Duration = time.Since(start)
-	c.record(res)
 	return res
 }
 
@@ -237,7 +272,7 @@ func (c *Checker) query(ctx context.Context, ts time.Time) []QueryResult {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = runQuery(ctx, c.opts.Querier, sig, ts, c.opts.QueryTimeout)
+			out[i] = runQuery(ctx, c.opts.Querier, sig, ts, c.opts.QueryTimeout, c.opts.Settings.MaxSeriesPerSignal)
 		}()
 	}
 	wg.Wait()
@@ -295,6 +330,31 @@ func (c *Checker) degradedAlert(res *Result) *Alert {
 	return c.alertOf(degradedRule, f)
 }
 
+// overLimitAlert says what the cycle left out and which limit to raise.
+func (c *Checker) overLimitAlert(res *Result) *Alert {
+	s := c.opts.Settings
+	var parts []string
+	for _, q := range res.Queries {
+		if q.Dropped > 0 {
+			parts = append(parts, fmt.Sprintf("%s: %d series over check.limits.maxSeriesPerSignal (%d) not evaluated", q.Signal, q.Dropped, s.MaxSeriesPerSignal))
+		}
+	}
+	if res.AlertsOverLimit > 0 {
+		parts = append(parts, fmt.Sprintf("%d new alerts over check.limits.maxAlertsPerCycle (%d) not raised", res.AlertsOverLimit, s.MaxAlertsPerCycle))
+	}
+	f := Finding{
+		Labels: map[string]string{LabelNamespace: s.CheckerNamespace},
+		Annotations: map[string]string{
+			"summary": fmt.Sprintf("meshguard check left out %d series and %d alerts to stay within its memory limits",
+				res.SeriesOverLimit(), res.AlertsOverLimit),
+			"description": strings.Join(parts, "; ") + ". The series with the highest values and the critical alerts are kept; " +
+				"alerts of the series left out are neither raised nor resolved. Raise the limits (and the checker's memory) or narrow check.namespaces.",
+		},
+		Value: float64(res.SeriesOverLimit() + res.AlertsOverLimit),
+	}
+	return c.alertOf(overLimitRule, f)
+}
+
 func countErrs(qs []QueryResult) int {
 	n := 0
 	for _, q := range qs {
@@ -325,6 +385,15 @@ func (c *Checker) record(res *Result) {
 	}
 	for name, n := range counts {
 		m.AlertsFiring.WithLabelValues(name).Set(float64(n))
+	}
+	for _, q := range res.Queries {
+		if q.Dropped > 0 {
+			m.SeriesOverLimit.WithLabelValues(q.Signal).Add(float64(q.Dropped))
+		}
+	}
+	m.AlertsOverLimit.Add(float64(res.AlertsOverLimit))
+	if res.OverLimit() {
+		c.opts.Logger.Warn("check cycle over its limits", "series_left_out", res.SeriesOverLimit(), "alerts_left_out", res.AlertsOverLimit)
 	}
 	if res.Degraded() {
 		m.Degraded.Set(1)
@@ -411,5 +480,10 @@ func (c *Checker) Restore(ctx context.Context) (int, error) {
 			ours = append(ours, a)
 		}
 	}
-	return c.tracker.Restore(ours), nil
+	n := c.tracker.Restore(ours)
+	if n < len(ours) {
+		c.opts.Logger.Warn("restore alerts: over check.limits.maxAlertsPerCycle, the rest will be raised again as found",
+			"restored", n, "left_out", len(ours)-n)
+	}
+	return n, nil
 }

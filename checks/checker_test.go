@@ -185,6 +185,8 @@ func TestCheckerWithoutConfigurationKeepsConfigAlerts(t *testing.T) {
 
 func TestQueriesPerCycleDoNotGrowWithServices(t *testing.T) {
 	s := testSettings()
+	// Within the limits: over them, a signal costs one more query (TestLimits).
+	s.MaxSeriesPerSignal, s.MaxAlertsPerCycle = 10000, 20000
 	for _, n := range []int{10, 1000, 10000} {
 		t.Run(fmt.Sprintf("%d destination services", n), func(t *testing.T) {
 			var storms, plain model.Vector
@@ -193,7 +195,7 @@ func TestQueriesPerCycleDoNotGrowWithServices(t *testing.T) {
 				plain = append(plain, plaintextInto(1, fmt.Sprintf("mesh-%03d", i/100), fmt.Sprintf("svc-%05d-v1", i), "a", "x", "y"))
 			}
 			q := newFakeQuerier(s, map[string]model.Vector{SignalEnvoyRetries: storms, SignalPlaintextRequests: plain})
-			c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, nil, &clock{now: t0})
+			c, _ := limitedChecker(t, s, q, nil)
 			start := time.Now()
 			res := c.Cycle(context.Background())
 			t.Logf("%d services: %d queries, %d alerts firing, cycle %s", n, q.calls.Load(), len(res.Firing), time.Since(start))

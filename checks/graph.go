@@ -128,7 +128,7 @@ func BuildGraph(ctx context.Context, opts GraphOptions) (*Graph, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = runQuery(ctx, opts.Querier, sig, opts.At, opts.QueryTimeout)
+			results[i] = runQuery(ctx, opts.Querier, sig, opts.At, opts.QueryTimeout, 0)
 		}()
 	}
 	wg.Wait()

@@ -45,6 +45,8 @@ type fakeQuerier struct {
 	answers map[string]model.Vector // by query text
 	err     error
 	calls   atomic.Int64
+	// ignoreTopk answers a bounded query with every series, as a backend without topk would.
+	ignoreTopk bool
 }
 
 func newFakeQuerier(s Settings, bySignal map[string]model.Vector) *fakeQuerier {
@@ -58,7 +60,15 @@ func (q *fakeQuerier) set(s Settings, bySignal map[string]model.Vector) {
 	defer q.mu.Unlock()
 	q.answers = map[string]model.Vector{}
 	for _, sig := range append(Signals(s), GraphSignals(s.Window)...) {
-		q.answers[sig.Query] = bySignal[sig.Name]
+		v := bySignal[sig.Name]
+		q.answers[sig.Query] = v
+		// Answered as Prometheus answers topk and count, unless the backend ignores topk.
+		if len(v) > s.MaxSeriesPerSignal+1 && !q.ignoreTopk {
+			q.answers[boundedQuery(sig.Query, s.MaxSeriesPerSignal)] = highest(append(model.Vector(nil), v...), s.MaxSeriesPerSignal+1)
+		} else {
+			q.answers[boundedQuery(sig.Query, s.MaxSeriesPerSignal)] = v
+		}
+		q.answers[countQuery(sig.Query)] = model.Vector{sample(float64(len(v)))}
 	}
 }
 

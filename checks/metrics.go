@@ -20,6 +20,8 @@ type Metrics struct {
 	AMQueueLength     *prometheus.GaugeVec   // by alertmanager
 	ConfigLoadErrors  prometheus.Counter
 	ConfigLastSuccess prometheus.Gauge
+	SeriesOverLimit   *prometheus.CounterVec // by signal
+	AlertsOverLimit   prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered, for tests and
@@ -55,10 +57,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "config_load_errors_total", Help: "Failed reads of the mesh configuration (PeerAuthentications)."}),
 		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "config_last_success_timestamp_seconds", Help: "When the mesh configuration was last read."}),
+		SeriesOverLimit: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "series_over_limit_total", Help: "Series over check.limits.maxSeriesPerSignal left out of a cycle, summed over cycles, by signal."}, []string{"signal"}),
+		AlertsOverLimit: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "alerts_over_limit_total", Help: "New alerts over check.limits.maxAlertsPerCycle not raised, summed over cycles."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.CycleDuration, m.Cycles, m.Queries, m.QueryDuration, m.AlertsFiring, m.Degraded, m.LastSuccess,
-			m.AMSent, m.AMSendErrors, m.AMDropped, m.AMQueueLength, m.ConfigLoadErrors, m.ConfigLastSuccess)
+			m.AMSent, m.AMSendErrors, m.AMDropped, m.AMQueueLength, m.ConfigLoadErrors, m.ConfigLastSuccess,
+			m.SeriesOverLimit, m.AlertsOverLimit)
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package checks
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -33,34 +34,83 @@ func NewPrometheus(ep config.Endpoint, do DoFunc) (promv1.API, error) {
 
 // QueryResult is the outcome of one signal's query in a cycle.
 type QueryResult struct {
-	Signal   string        `json:"signal"`
-	Query    string        `json:"query"`
+	Signal string `json:"signal"`
+	Query  string `json:"query"`
+	// Series are the series kept; Dropped those over the limit, counted but not evaluated.
 	Series   int           `json:"series"`
+	Dropped  int           `json:"dropped,omitempty"`
 	Duration time.Duration `json:"duration"`
 	Warnings []string      `json:"warnings,omitempty"`
 	Err      error         `json:"-"`
 	Vector   model.Vector  `json:"-"`
 }
 
+// boundedQuery asks Prometheus for the limit+1 series of q with the highest values: the bytes
+// of a larger answer never arrive, and one series more than the limit tells that there are more.
+func boundedQuery(q string, limit int) string { return fmt.Sprintf("topk(%d,\n%s\n)", limit+1, q) }
+
+// countQuery counts the series of q, asked only when q has more than the limit.
+func countQuery(q string) string { return "count(\n" + q + "\n)" }
+
 // runQuery runs one signal at ts. Only an instant vector is a valid answer: every signal
-// aggregates into one.
-func runQuery(ctx context.Context, q Querier, sig Signal, ts time.Time, timeout time.Duration) QueryResult {
+// aggregates into one. With limit > 0 at most limit series are kept, those with the highest
+// values, and the others are counted in Dropped.
+func runQuery(ctx context.Context, q Querier, sig Signal, ts time.Time, timeout time.Duration, limit int) QueryResult {
 	start := time.Now()
 	res := QueryResult{Signal: sig.Name, Query: sig.Query}
 	qctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	v, warnings, _, err := q.Query(qctx, sig.Query, ts, promv1.WithTimeout(timeout))
-	res.Duration = time.Since(start)
+	query := sig.Query
+	if limit > 0 {
+		query = boundedQuery(sig.Query, limit)
+	}
+	vec, warnings, err := queryVector(qctx, q, query, ts, timeout)
 	res.Warnings = warnings
+	if err == nil && limit > 0 && len(vec) > limit {
+		res.Dropped = len(vec) - limit
+		// Exactly one more than the limit: topk was honoured and the real number is unknown.
+		// More: the backend ignored topk, and the whole answer is here to be cut.
+		// If the count fails, one is still reported: a lower bound, with the reason as a warning.
+		if len(vec) == limit+1 {
+			total, _, cerr := queryVector(qctx, q, countQuery(sig.Query), ts, timeout)
+			switch {
+			case cerr != nil:
+				res.Warnings = append(res.Warnings, fmt.Sprintf("count the series over the limit: %v", cerr))
+			case len(total) == 1:
+				res.Dropped = max(res.Dropped, int(total[0].Value)-limit)
+			}
+		}
+		vec = highest(vec, limit)
+	}
+	res.Duration = time.Since(start)
 	if err != nil {
 		res.Err = fmt.Errorf("query prometheus for %s: %w", sig.Name, err)
 		return res
 	}
-	vec, ok := v.(model.Vector)
-	if !ok {
-		res.Err = fmt.Errorf("query prometheus for %s: got a %s, want a vector", sig.Name, v.Type())
-		return res
-	}
 	res.Vector, res.Series = vec, len(vec)
 	return res
+}
+
+func queryVector(ctx context.Context, q Querier, query string, ts time.Time, timeout time.Duration) (model.Vector, []string, error) {
+	v, warnings, _, err := q.Query(ctx, query, ts, promv1.WithTimeout(timeout))
+	if err != nil {
+		return nil, warnings, err
+	}
+	vec, ok := v.(model.Vector)
+	if !ok {
+		return nil, warnings, fmt.Errorf("got a %s, want a vector", v.Type())
+	}
+	return vec, warnings, nil
+}
+
+// highest keeps the n series with the highest values, as topk does, in a new slice so that the
+// rest of the answer can be collected.
+func highest(vec model.Vector, n int) model.Vector {
+	sort.SliceStable(vec, func(i, j int) bool {
+		if vec[i].Value != vec[j].Value {
+			return vec[i].Value > vec[j].Value
+		}
+		return vec[i].Metric.Before(vec[j].Metric)
+	})
+	return append(model.Vector(nil), vec[:n]...)
 }

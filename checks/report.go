@@ -28,6 +28,7 @@ type ReportQuery struct {
 	Signal     string  `json:"signal"`
 	Query      string  `json:"query"`
 	Series     int     `json:"series"`
+	Dropped    int     `json:"dropped,omitempty"`
 	DurationMs float64 `json:"durationMs"`
 	Error      string  `json:"error,omitempty"`
 }
@@ -39,17 +40,29 @@ type Report struct {
 	Firing      []ReportAlert `json:"firing"`
 	Queries     []ReportQuery `json:"queries"`
 	Errors      []string      `json:"errors,omitempty"`
+	Limits      ReportLimits  `json:"limits"`
+}
+
+// ReportLimits are the cycle's memory limits and what was over them.
+type ReportLimits struct {
+	MaxSeriesPerSignal int `json:"maxSeriesPerSignal"`
+	MaxAlertsPerCycle  int `json:"maxAlertsPerCycle"`
+	// SeriesOverLimit and AlertsOverLimit count what the cycle left out (per signal: Queries).
+	SeriesOverLimit int `json:"seriesOverLimit"`
+	AlertsOverLimit int `json:"alertsOverLimit"`
 }
 
 // NewReport describes a cycle's result. It copies what it needs and never changes res.
 func NewReport(res *Result, s Settings) *Report {
-	r := &Report{EvaluatedAt: res.EvaluatedAt, Window: promDuration(s.Window), Firing: []ReportAlert{}}
+	r := &Report{EvaluatedAt: res.EvaluatedAt, Window: promDuration(s.Window), Firing: []ReportAlert{},
+		Limits: ReportLimits{MaxSeriesPerSignal: s.MaxSeriesPerSignal, MaxAlertsPerCycle: s.MaxAlertsPerCycle,
+			SeriesOverLimit: res.SeriesOverLimit(), AlertsOverLimit: res.AlertsOverLimit}}
 	for _, a := range res.Firing {
 		r.Firing = append(r.Firing, ReportAlert{Labels: a.Labels, Annotations: a.Annotations, Figure: a.Value,
 			Signal: a.Signal, GeneratorURL: a.GeneratorURL, StartsAt: a.StartsAt()})
 	}
 	for _, q := range res.Queries {
-		rq := ReportQuery{Signal: q.Signal, Query: q.Query, Series: q.Series, DurationMs: float64(q.Duration.Microseconds()) / 1000}
+		rq := ReportQuery{Signal: q.Signal, Query: q.Query, Series: q.Series, Dropped: q.Dropped, DurationMs: float64(q.Duration.Microseconds()) / 1000}
 		if q.Err != nil {
 			rq.Error = q.Err.Error()
 		}
@@ -87,6 +100,33 @@ func writeText(w io.Writer, r *Report) error {
 			r.Window, len(r.Queries), r.EvaluatedAt.UTC().Format(time.RFC3339))
 		return err
 	}
+	if err := writeTable(w, r); err != nil {
+		return err
+	}
+	return writeOverLimit(w, r)
+}
+
+// writeOverLimit writes a line per limit the cycle went over: what it left out is not checked,
+// and the reader must know.
+func writeOverLimit(w io.Writer, r *Report) error {
+	for _, q := range r.Queries {
+		if q.Dropped > 0 {
+			if _, err := fmt.Fprintf(w, "Over check.limits.maxSeriesPerSignal (%d): %d series of %s not evaluated.\n",
+				r.Limits.MaxSeriesPerSignal, q.Dropped, q.Signal); err != nil {
+				return fmt.Errorf("write report: %w", err)
+			}
+		}
+	}
+	if r.Limits.AlertsOverLimit > 0 {
+		if _, err := fmt.Fprintf(w, "Over check.limits.maxAlertsPerCycle (%d): %d alerts not raised.\n",
+			r.Limits.MaxAlertsPerCycle, r.Limits.AlertsOverLimit); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	return nil
+}
+
+func writeTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ALERT\tSEVERITY\tNAMESPACE\tTARGET\tFIGURE\tSUMMARY")
 	for _, a := range r.Firing {

@@ -18,6 +18,7 @@ const (
 	AlertCircuitOpen      = "MeshCircuitOpen"
 	AlertTelemetryBlind   = "MeshTelemetryBlind"
 	AlertCheckerDegraded  = "MeshCheckerDegraded"
+	AlertCheckerOverLimit = "MeshCheckerOverLimit"
 )
 
 // Severities, as Alertmanager routes usually match them.
@@ -66,8 +67,8 @@ type Rule struct {
 	eval    func(*evalContext) []Finding
 }
 
-// Rules returns the checker's rules, sorted by alert name. MeshCheckerDegraded is raised by the
-// checker itself and has no rule.
+// Rules returns the checker's rules, sorted by alert name. MeshCheckerDegraded and
+// MeshCheckerOverLimit are raised by the checker itself and have no rule.
 func Rules() []Rule {
 	rules := []Rule{
 		{Alertname: AlertPlaintextTraffic, Severity: SeverityCritical, ID: "plaintext-traffic",
@@ -104,8 +105,12 @@ func Rules() []Rule {
 var degradedRule = Rule{Alertname: AlertCheckerDegraded, Severity: SeverityWarning, ID: "checker-degraded",
 	Help: "the checker's own Prometheus queries (or its reading of the Istio configuration) fail"}
 
-// AllAlerts lists every alert the checker can raise, the degraded one included.
-func AllAlerts() []Rule { return append(Rules(), degradedRule) }
+// overLimitRule describes MeshCheckerOverLimit for listings; the checker raises it itself.
+var overLimitRule = Rule{Alertname: AlertCheckerOverLimit, Severity: SeverityWarning, ID: "checker-over-limit",
+	Help: "a query returned more series than check.limits.maxSeriesPerSignal, or more alerts were found than check.limits.maxAlertsPerCycle: the excess is not evaluated"}
+
+// AllAlerts lists every alert the checker can raise, its own included.
+func AllAlerts() []Rule { return append(Rules(), degradedRule, overLimitRule) }
 
 // evalContext is what rules read: one cycle's query results and the mesh configuration.
 type evalContext struct {

@@ -38,6 +38,10 @@ type Settings struct {
 	MeshDomain string
 	// CheckerNamespace is the namespace label of MeshCheckerDegraded (where the checker runs).
 	CheckerNamespace string
+	// MaxSeriesPerSignal bounds the series kept from one signal's query; the rest are counted.
+	MaxSeriesPerSignal int
+	// MaxAlertsPerCycle bounds the alerts the checker holds; new ones past it are counted.
+	MaxAlertsPerCycle int
 }
 
 // SettingsFrom reads the check section of the shared config. The generatorURL base is the
@@ -55,6 +59,8 @@ func SettingsFrom(c *config.Config) Settings {
 		PrometheusURL:        c.Check.PrometheusExternalURL,
 		RootNamespace:        c.RootNamespace,
 		MeshDomain:           c.MeshDomain,
+		MaxSeriesPerSignal:   c.Check.Limits.MaxSeriesPerSignal,
+		MaxAlertsPerCycle:    c.Check.Limits.MaxAlertsPerCycle,
 	}
 	if s.PrometheusURL == "" {
 		s.PrometheusURL = c.Check.Prometheus.URL
@@ -78,6 +84,9 @@ func (s Settings) Validate() error {
 	}
 	if s.UpstreamTimeoutRatio <= 0 || s.UpstreamTimeoutRatio >= 1 {
 		errs = append(errs, fmt.Errorf("upstream timeout ratio %v must be in (0, 1)", s.UpstreamTimeoutRatio))
+	}
+	if s.MaxSeriesPerSignal <= 0 || s.MaxAlertsPerCycle <= 0 {
+		errs = append(errs, fmt.Errorf("limits (%d series per signal, %d alerts) must be positive", s.MaxSeriesPerSignal, s.MaxAlertsPerCycle))
 	}
 	for _, p := range append(append([]string(nil), s.Include...), s.Exclude...) {
 		if _, err := path.Match(p, ""); err != nil {

@@ -79,6 +79,19 @@ type Check struct {
 	// PrometheusExternalURL is used for alerts' generatorURL when Prometheus is reached under
 	// another address than users open (defaults to the Prometheus URL).
 	PrometheusExternalURL string `json:"prometheusExternalURL,omitempty"`
+	// Limits bound what the checker holds in memory.
+	Limits CheckLimits `json:"limits,omitempty"`
+}
+
+// CheckLimits bound the checker's memory whatever the size of the mesh. What is over a limit is
+// counted and reported (check report, metrics, MeshCheckerOverLimit), never dropped silently.
+type CheckLimits struct {
+	// MaxSeriesPerSignal bounds the series one signal's query may return; Prometheus is asked
+	// for the ones with the highest values (topk).
+	MaxSeriesPerSignal int `json:"maxSeriesPerSignal,omitempty"`
+	// MaxAlertsPerCycle bounds the alerts the checker holds; past it, new alerts are not raised
+	// (critical ones first, then the highest figures, are kept).
+	MaxAlertsPerCycle int `json:"maxAlertsPerCycle,omitempty"`
 }
 
 // Endpoint is an HTTP server the checker talks to, with its credentials.
@@ -154,6 +167,7 @@ func Default() *Config {
 			Window:         Duration{5 * time.Minute},
 			Thresholds:     Thresholds{RetryRatio: 0.05, UpstreamTimeoutRatio: 0.01},
 			RunbookBaseURL: "https://github.com/meshguard/meshguard/blob/main/docs/runbooks.md",
+			Limits:         CheckLimits{MaxSeriesPerSignal: 5000, MaxAlertsPerCycle: 2000},
 		},
 	}
 }
@@ -214,6 +228,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Check.Interval.Duration < 0 || c.Check.Window.Duration < 0 {
 		errs = append(errs, errors.New("check.interval and check.window must be positive"))
+	}
+	// Zero would mean no bound: the checker's memory would grow with the mesh again.
+	if c.Check.Limits.MaxSeriesPerSignal <= 0 || c.Check.Limits.MaxAlertsPerCycle <= 0 {
+		errs = append(errs, errors.New("check.limits.maxSeriesPerSignal and check.limits.maxAlertsPerCycle must be positive"))
 	}
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ func TestParseLayersTheFileOverDefaults(t *testing.T) {
 	require.Equal(t, "allow", c.Webhook.FailurePolicy, "unset values keep their defaults")
 	require.Equal(t, 10*time.Second, c.Check.Interval.Duration)
 	require.Equal(t, 5*time.Minute, c.Check.Window.Duration)
+	require.Equal(t, 5000, c.Check.Limits.MaxSeriesPerSignal, "the checker is bounded by default")
 }
 
 func TestParseRefusesMistakes(t *testing.T) {
@@ -23,6 +24,8 @@ func TestParseRefusesMistakes(t *testing.T) {
 		{"an unknown failure policy", "webhook: {failurePolicy: ignore}\n", "webhook.failurePolicy"},
 		{"a bad severity", "rules: {MG101: {severity: fatal}}\n", "rules.MG101.severity"},
 		{"a bad duration", "check: {interval: soon}\n", "duration"},
+		{"a series limit of zero, which would be no bound", "check: {limits: {maxSeriesPerSignal: 0}}\n", "check.limits.maxSeriesPerSignal"},
+		{"a negative alert limit", "check: {limits: {maxAlertsPerCycle: -1}}\n", "check.limits.maxAlertsPerCycle"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
