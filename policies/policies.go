@@ -1,7 +1,7 @@
 // Package policies is meshguard's built-in rule bundle. Each rule is one directory,
 // `MGnnn-slug/`, holding rule.yaml (ID, severity, parameters with defaults, description,
 // remediation), the rule itself in rule.cel or rule.rego, and testdata/pass.yaml and
-// testdata/fail.yaml. Rules MG001, MG008 and MG009 are implemented by the engine; their
+// testdata/fail.yaml. Rules MG001, MG002, MG008 and MG009 are implemented by the engine; their
 // directories carry metadata and tests only.
 package policies
 
@@ -18,6 +18,7 @@ var bundle embed.FS
 // (a test checks the list against the directories).
 var dirs = []string{
 	"MG001-invalid-document",
+	"MG002-evaluation-limit",
 	"MG008-malformed-exception",
 	"MG009-expired-exception",
 	"MG101-retry-attempts",

@@ -159,6 +159,19 @@ func withObject(ctx context.Context, m map[string]any) context.Context {
 	return context.WithValue(ctx, objectKey{}, m)
 }
 
+// oldObjectKey carries request.oldObject's bytes, which the HTTP layer does not decode.
+type oldObjectKey struct{}
+
+func withOldObject(ctx context.Context, b []byte) context.Context {
+	return context.WithValue(ctx, oldObjectKey{}, b)
+}
+
+// oldObjectFrom returns request.oldObject as the HTTP layer read it, or nil.
+func oldObjectFrom(ctx context.Context) []byte {
+	b, _ := ctx.Value(oldObjectKey{}).([]byte)
+	return b
+}
+
 // objectFrom returns the object the HTTP layer decoded, if it did.
 func objectFrom(ctx context.Context) (map[string]any, bool) {
 	m, ok := ctx.Value(objectKey{}).(map[string]any)

@@ -2,9 +2,9 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"strings"
 
@@ -48,32 +48,50 @@ var _ admission.Handler = (*Handler)(nil)
 
 // Handle answers one AdmissionRequest and counts it.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
-	rs := h.Rules.Load()
-	resp, result := h.handle(ctx, rs, req)
+	// A review whose slot the HTTP layer took keeps the RuleSet it took it from.
+	rs, held := ctx.Value(slotKey{}).(*RuleSet)
+	if !held {
+		rs = h.Rules.Load()
+	}
+	resp, result := h.handle(ctx, rs, req, held)
 	h.Metrics.requests.WithLabelValues(kindLabel(req.Kind.Kind), operationLabel(string(req.Operation)), result).Inc()
 	return resp
 }
 
-func (h *Handler) handle(ctx context.Context, rs *RuleSet, req admission.Request) (resp admission.Response, result string) {
-	if d := rs.Config.Webhook.Timeout.Duration; d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
+// handle answers a request. What the object's author controls can only make the answer a
+// refusal: a rule that fails on the object, an evaluation that runs out of time, a panic while
+// reviewing it, and no free review slot before the deadline all refuse the object.
+// webhook.failurePolicy decides only for meshguard's own outages: the cluster's objects are not
+// known yet (the cache has not synced).
+func (h *Handler) handle(ctx context.Context, rs *RuleSet, req admission.Request, held bool) (resp admission.Response, result string) {
+	ctx, cancel := context.WithTimeout(ctx, rs.Config.Webhook.Timeout.Duration)
+	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
 			h.Metrics.panics.Inc()
-			resp, result = h.fail(rs, req, fmt.Errorf("%w: panic: %v\n%s", engine.ErrEvaluation, r, debug.Stack()))
+			resp, result = h.refuse(req, http.StatusInternalServerError, fmt.Errorf("%w: panic: %v\n%s", engine.ErrEvaluation, r, debug.Stack()))
 		}
 	}()
 	switch req.Operation {
-	case admissionv1.Create, admissionv1.Update:
-		return h.write(ctx, rs, req)
-	case admissionv1.Delete:
+	case admissionv1.Create, admissionv1.Update, admissionv1.Delete:
+	default:
+		// CONNECT is not registered; nothing to check if a configuration sends it anyway.
+		return admission.Allowed(""), ResultAllowed
+	}
+	if req.Operation == admissionv1.Delete && req.Kind.Kind != manifest.KindPeerAuthentication {
+		return admission.Allowed(""), ResultAllowed
+	}
+	if !held {
+		release, err := rs.acquire(ctx, int64(len(req.Object.Raw)+len(req.OldObject.Raw)))
+		if err != nil {
+			return h.busy(rs, req, err)
+		}
+		defer release()
+	}
+	if req.Operation == admissionv1.Delete {
 		return h.delete(ctx, rs, req)
 	}
-	// CONNECT is not registered; nothing to check if a configuration sends it anyway.
-	return admission.Allowed(""), ResultAllowed
+	return h.write(ctx, rs, req)
 }
 
 // write reviews the object a CREATE or UPDATE would store, against the inventory with that
@@ -92,17 +110,13 @@ func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request)
 		}
 	}
 	fillIdentity(raw, req)
-	if req.Operation == admissionv1.Update && beingDeleted(raw) {
+	if req.Operation == admissionv1.Update && beingDeleted(raw) && specUnchanged(ctx, raw, req) {
 		// Finalizers are being removed from an object on its way out: refusing that would
-		// wedge the deletion, which is always allowed.
+		// wedge the deletion, which is always allowed. A changed spec is reviewed like any
+		// other update: finalizers would otherwise keep a deleted object, re-applied with
+		// anything, stored unchecked.
 		return admission.Allowed(""), ResultAllowed
 	}
-
-	release, err := rs.acquire(ctx)
-	if err != nil {
-		return h.fail(rs, req, err)
-	}
-	defer release()
 
 	obj, problem := manifest.NewObject(raw)
 	if obj == nil && problem == nil {
@@ -122,16 +136,16 @@ func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request)
 	if err != nil {
 		return h.fail(rs, req, err)
 	}
-	inv := newOverlay(base, obj, false, cfg.RootNamespace, cfg.MeshDomain)
+	inv := newOverlay(base, obj, false)
 	findings, err := rs.Engine.Review(ctx, obj, inv)
 	if err != nil {
-		return h.fail(rs, req, err)
+		return h.refuse(req, http.StatusInternalServerError, err)
 	}
 	if obj.Kind == manifest.KindPeerAuthentication {
 		// A PeerAuthentication also changes the mesh as a whole (MG504); say so, never deny.
 		meshFindings, err := rs.Engine.ReviewInventory(ctx, inv)
 		if err != nil {
-			return h.fail(rs, req, err)
+			return h.refuse(req, http.StatusInternalServerError, err)
 		}
 		findings = append(findings, asWarnings(meshFindings)...)
 	}
@@ -141,14 +155,6 @@ func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request)
 // delete is always allowed; removing a PeerAuthentication is reviewed for what the mesh loses
 // (MG504: no mesh-wide STRICT policy left), which comes back as warnings.
 func (h *Handler) delete(ctx context.Context, rs *RuleSet, req admission.Request) (admission.Response, string) {
-	if req.Kind.Kind != manifest.KindPeerAuthentication {
-		return admission.Allowed(""), ResultAllowed
-	}
-	release, err := rs.acquire(ctx)
-	if err != nil {
-		return h.fail(rs, req, err)
-	}
-	defer release()
 	cfg := rs.Config
 	base, err := h.Inventory.Inventory(cfg.RootNamespace, cfg.MeshDomain)
 	if err != nil {
@@ -156,7 +162,7 @@ func (h *Handler) delete(ctx context.Context, rs *RuleSet, req admission.Request
 	}
 	// The identity is enough to take the object out; request.oldObject is not needed.
 	gone := &manifest.Object{Kind: req.Kind.Kind, Namespace: req.Namespace, Name: req.Name}
-	findings, err := rs.Engine.ReviewInventory(ctx, newOverlay(base, gone, true, cfg.RootNamespace, cfg.MeshDomain))
+	findings, err := rs.Engine.ReviewInventory(ctx, newOverlay(base, gone, true))
 	if err != nil {
 		return h.fail(rs, req, err)
 	}
@@ -194,6 +200,7 @@ func (h *Handler) verdict(rs *RuleSet, req admission.Request, findings []engine.
 			}
 		}
 	}
+	denies, warnings = capList(denies, maxDenyReasons, "error findings"), capList(warnings, maxWarnings, "warnings")
 	switch {
 	case len(denies) > 0:
 		return admission.Denied(strings.Join(denies, "; ")).WithWarnings(warnings...), ResultDenied
@@ -203,16 +210,14 @@ func (h *Handler) verdict(rs *RuleSet, req admission.Request, findings []engine.
 	return admission.Allowed(""), ResultAllowed
 }
 
-// fail answers an evaluation fault per webhook.failurePolicy: allow with a warning, or deny.
+// fail answers an outage of meshguard's own (the cluster's objects are not known yet) per
+// webhook.failurePolicy: allow with a warning, or deny.
 func (h *Handler) fail(rs *RuleSet, req admission.Request, err error) (admission.Response, string) {
 	h.Metrics.evaluationErrors.Inc()
 	policy := rs.Config.Webhook.FailurePolicy
 	h.requestLog(req).Error(err, "review failed; answering per webhook.failurePolicy", "failurePolicy", policy)
 	// The first line only: a recovered panic carries its stack, which belongs in the log.
 	short, _, _ := strings.Cut(err.Error(), "\n")
-	if errors.Is(err, context.DeadlineExceeded) {
-		short = "the review did not finish within webhook.timeout (" + rs.Config.Webhook.Timeout.String() + "): " + short
-	}
 	ref := reqRef(req)
 	if policy == "deny" {
 		return admission.Errored(http.StatusInternalServerError,
@@ -220,6 +225,44 @@ func (h *Handler) fail(rs *RuleSet, req admission.Request, err error) (admission
 	}
 	return admission.Allowed("").WithWarnings(
 		fmt.Sprintf("meshguard could not review %s and admitted it unchecked (webhook.failurePolicy allow): %s", ref, short)), ResultFailedOpen
+}
+
+// refuse answers a review that failed for what the object is or what is sent alongside it,
+// whatever webhook.failurePolicy says: admitting it would let an author bypass the rules by
+// making the review fail.
+func (h *Handler) refuse(req admission.Request, code int32, err error) (admission.Response, string) {
+	h.Metrics.evaluationErrors.Inc()
+	h.requestLog(req).Error(err, "review failed; refusing the object")
+	short, _, _ := strings.Cut(err.Error(), "\n")
+	return admission.Errored(code, fmt.Errorf("meshguard could not finish reviewing %s and refuses it: %s", reqRef(req), short)), ResultFailedClosed
+}
+
+// busy refuses a review that found no free slot before its deadline. Reviews are bounded in
+// time, so slots free up; a flood of costly objects must not open the door for others.
+func (h *Handler) busy(rs *RuleSet, req admission.Request, err error) (admission.Response, string) {
+	h.Metrics.evaluationErrors.Inc()
+	h.requestLog(req).Info("no review slot before the deadline; refusing", "error", err.Error())
+	return admission.Errored(http.StatusTooManyRequests, fmt.Errorf("meshguard refuses %s: %w within webhook.timeout (%s); retry", reqRef(req), errBusy, rs.Config.Webhook.Timeout)), ResultFailedClosed
+}
+
+// Bounds of one answer: an object with 200,000 findings must not produce a 27 MB response.
+const (
+	maxDenyReasons = 20
+	maxWarnings    = 50
+	maxMessageLen  = 1024
+)
+
+// capList keeps the first n entries, each cut to maxMessageLen, and says how many were left out.
+func capList(list []string, n int, what string) []string {
+	for i, m := range list {
+		if len(m) > maxMessageLen {
+			list[i] = m[:maxMessageLen] + "..."
+		}
+	}
+	if len(list) <= n {
+		return list
+	}
+	return append(list[:n:n], fmt.Sprintf("... and %d more %s (meshguard lint lists them all)", len(list)-n, what))
 }
 
 func (h *Handler) requestLog(req admission.Request) logr.Logger {
@@ -255,6 +298,22 @@ func fillIdentity(raw map[string]any, req admission.Request) {
 	if s, _ := meta["name"].(string); s == "" && req.Name != "" {
 		meta["name"] = req.Name
 	}
+}
+
+// specUnchanged tells whether an update leaves the object's spec as stored.
+func specUnchanged(ctx context.Context, raw map[string]any, req admission.Request) bool {
+	oldRaw := oldObjectFrom(ctx)
+	if oldRaw == nil {
+		oldRaw = req.OldObject.Raw
+	}
+	if len(oldRaw) == 0 {
+		return false
+	}
+	old, err := DecodeJSON(oldRaw)
+	if err != nil {
+		return false
+	}
+	return reflect.DeepEqual(raw["spec"], old["spec"])
 }
 
 func beingDeleted(raw map[string]any) bool {

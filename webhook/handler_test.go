@@ -371,7 +371,6 @@ func TestEvaluationFaultsFollowTheFailurePolicy(t *testing.T) {
 		want string
 	}{
 		{"an inventory that has not synced", func() InventorySource { return &faultyInventory{err: ErrNotSynced} }, "not synced"},
-		{"a panic during evaluation", func() InventorySource { return &faultyInventory{panics: true} }, "panic: inventory exploded"},
 	}
 	policies := []struct {
 		policy  string
@@ -405,6 +404,23 @@ func TestEvaluationFaultsFollowTheFailurePolicy(t *testing.T) {
 	}
 }
 
+func TestAPanicWhileReviewingRefusesTheObjectWhateverTheFailurePolicy(t *testing.T) {
+	for _, policy := range []string{"allow", "deny"} {
+		t.Run("failurePolicy "+policy, func(t *testing.T) {
+			f := newFixture(t, "webhook: {failurePolicy: "+policy+"}\n")
+			f.handler.Inventory = &faultyInventory{panics: true}
+			resp := f.send(t, req{op: admissionv1.Create, object: goodVS})
+			require.False(t, resp.Allowed)
+			require.EqualValues(t, http.StatusInternalServerError, resp.Result.Code)
+			require.Contains(t, resp.Result.Message, "refuses it")
+			require.Contains(t, resp.Result.Message, "panic: inventory exploded")
+			require.NotContains(t, resp.Result.Message, "\n", "no stack trace in the answer")
+			require.Equal(t, 1.0, f.counter(t, "meshguard_webhook_panics_total", nil))
+			require.Equal(t, 1.0, f.counter(t, "meshguard_webhook_requests_total", map[string]string{"kind": "VirtualService", "operation": "CREATE", "result": ResultFailedClosed}))
+		})
+	}
+}
+
 func TestConcurrentReviewsAreBounded(t *testing.T) {
 	f := newFixture(t, "webhook: {maxConcurrentReviews: 2, timeout: 20s}\n", meshStrict)
 	base, err := f.cache.Inventory("istio-system", "cluster.local")
@@ -435,8 +451,8 @@ func TestConcurrentReviewsAreBounded(t *testing.T) {
 	require.EqualValues(t, 3, allowed.Load(), "the waiting review runs once a slot frees up")
 }
 
-func TestWaitingForASlotEndsAtTheDeadline(t *testing.T) {
-	f := newFixture(t, "webhook: {maxConcurrentReviews: 1, timeout: 300ms, failurePolicy: deny}\n", meshStrict)
+func TestWaitingForASlotEndsAtTheDeadlineWithARefusalEvenUnderFailurePolicyAllow(t *testing.T) {
+	f := newFixture(t, "webhook: {maxConcurrentReviews: 1, timeout: 300ms, failurePolicy: allow}\n", meshStrict)
 	base, err := f.cache.Inventory("istio-system", "cluster.local")
 	require.NoError(t, err)
 	gate := &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
@@ -449,9 +465,10 @@ func TestWaitingForASlotEndsAtTheDeadline(t *testing.T) {
 	<-gate.entered
 	began := time.Now()
 	resp := f.send(t, req{op: admissionv1.Create, object: goodVS})
-	require.False(t, resp.Allowed)
+	require.False(t, resp.Allowed, "a flood of costly reviews must not open the door for another object")
+	require.EqualValues(t, http.StatusTooManyRequests, resp.Result.Code)
 	require.Contains(t, resp.Result.Message, "too many reviews in flight")
-	require.Contains(t, resp.Result.Message, "did not finish within webhook.timeout (300ms)")
+	require.Contains(t, resp.Result.Message, "within webhook.timeout (300ms)")
 	require.Less(t, time.Since(began), 5*time.Second)
 	close(gate.block)
 	<-done

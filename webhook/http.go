@@ -2,12 +2,14 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 
@@ -56,28 +58,84 @@ func (s *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.h.Metrics.latency.WithLabelValues(kind, op).Observe(time.Since(start).Seconds())
 	}()
 
-	review, err := s.read(r)
+	rs := s.h.Rules.Load()
+	limit := rs.Config.Webhook.MaxRequestBytes
+	if err := checkRequest(r, limit); err != nil {
+		s.invalid(w, r, nil, err)
+		return
+	}
+	// The review slot and the body's share of the byte budget are taken before the body is
+	// read: what a review holds in memory is then bounded by the configuration, whatever the
+	// number and size of the requests in flight.
+	ctx, cancel := context.WithTimeout(r.Context(), rs.Config.Webhook.Timeout.Duration)
+	defer cancel()
+	size := r.ContentLength
+	if size < 0 {
+		size = limit
+	}
+	release, err := rs.acquire(ctx, size)
 	if err != nil {
-		s.h.Metrics.requests.WithLabelValues(kind, op, ResultInvalid).Inc()
-		s.h.Log.V(1).Info("malformed admission request", "error", err.Error(), "remote", r.RemoteAddr)
-		var uid types.UID
-		if review != nil && review.Request != nil {
-			uid = review.Request.UID
-		}
-		writeReview(w, http.StatusBadRequest, "", &admissionv1.AdmissionResponse{
-			UID:    uid,
-			Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest, Message: err.Error()},
-		})
+		s.h.Metrics.requests.WithLabelValues(kind, op, ResultFailedClosed).Inc()
+		s.busy(w, r, rs, err)
+		return
+	}
+	defer release()
+
+	review, err := s.read(r, limit)
+	if err != nil {
+		s.invalid(w, r, review, err)
 		return
 	}
 	req := &review.Request.AdmissionRequest
 	kind, op = kindLabel(req.Kind.Kind), operationLabel(string(req.Operation))
-	ctx := r.Context()
+	ctx = context.WithValue(ctx, slotKey{}, rs)
 	if review.Request.Object != nil {
 		ctx = withObject(ctx, review.Request.Object)
 	}
+	if review.Request.OldObject != nil {
+		ctx = withOldObject(ctx, review.Request.OldObject)
+	}
 	resp := s.wh.Handle(ctx, admission.Request{AdmissionRequest: *req})
 	writeReview(w, http.StatusOK, review.APIVersion, &resp.AdmissionResponse)
+}
+
+// invalid answers a request that is not a well-formed AdmissionReview with a 400.
+func (s *httpHandler) invalid(w http.ResponseWriter, r *http.Request, review *reviewEnvelope, err error) {
+	s.h.Metrics.requests.WithLabelValues("unknown", "unknown", ResultInvalid).Inc()
+	s.h.Log.V(1).Info("malformed admission request", "error", err.Error(), "remote", r.RemoteAddr)
+	var uid types.UID
+	if review != nil && review.Request != nil {
+		uid = review.Request.UID
+	}
+	writeReview(w, http.StatusBadRequest, "", &admissionv1.AdmissionResponse{
+		UID:    uid,
+		Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest, Reason: metav1.StatusReasonBadRequest, Message: err.Error()},
+	})
+}
+
+// uidPeek bounds what is read of a body that gets no review slot: enough for request.uid,
+// which the API server writes first in the request.
+const uidPeek = 4096
+
+var uidRE = regexp.MustCompile(`"request"\s*:\s*\{\s*"uid"\s*:\s*"([^"\\]{1,128})"`)
+
+// busy refuses a request that got no review slot before the deadline. The answer carries the
+// UID when the first bytes of the body show it, so that the API server shows the reason; without
+// it the API server treats the answer as a failed call, which the chart's failurePolicy Fail
+// also refuses.
+func (s *httpHandler) busy(w http.ResponseWriter, r *http.Request, rs *RuleSet, err error) {
+	head, _ := io.ReadAll(io.LimitReader(r.Body, uidPeek))
+	m := uidRE.FindSubmatch(head)
+	if m == nil {
+		http.Error(w, errBusy.Error(), http.StatusTooManyRequests)
+		return
+	}
+	s.h.Log.Info("no review slot before the deadline; refusing", "error", err.Error(), "uid", string(m[1]))
+	writeReview(w, http.StatusOK, "", &admissionv1.AdmissionResponse{
+		UID: types.UID(m[1]),
+		Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusTooManyRequests, Reason: metav1.StatusReasonTooManyRequests,
+			Message: fmt.Sprintf("meshguard refuses this request: %s within webhook.timeout (%s); retry", errBusy, rs.Config.Webhook.Timeout)},
+	})
 }
 
 // reviewEnvelope is an AdmissionReview as the webhook reads it. request.object is decoded
@@ -91,32 +149,31 @@ type reviewEnvelope struct {
 }
 
 // requestEnvelope shadows the embedded request's object fields (a shallower field of the same
-// JSON name wins, as in encoding/json).
+// JSON name wins, as in encoding/json). request.oldObject is kept as bytes: it is decoded only
+// for an update of an object being deleted, to tell whether its spec changes.
 type requestEnvelope struct {
 	admissionv1.AdmissionRequest
 	Object    admissionObject `json:"object,omitempty"`
-	OldObject skipped         `json:"oldObject,omitempty"`
+	OldObject json.RawMessage `json:"oldObject,omitempty"`
 }
-
-// skipped decodes any JSON object by reading past it.
-type skipped struct{}
 
 // read checks and decodes the request. On a decode error after the UID was read, it returns
 // what it has so the answer can carry the UID.
-func (s *httpHandler) read(r *http.Request) (*reviewEnvelope, error) {
+// checkRequest checks what can be checked before the body is read.
+func checkRequest(r *http.Request, limit int64) error {
 	if r.Method != http.MethodPost {
-		return nil, fmt.Errorf("method %s: an AdmissionReview is POSTed", r.Method)
+		return fmt.Errorf("method %s: an AdmissionReview is POSTed", r.Method)
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return nil, fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type"))
-	}
-	limit := s.h.Rules.Load().Config.Webhook.MaxRequestBytes
-	if limit <= 0 {
-		limit = 3 << 20
+		return fmt.Errorf("content type %q: want application/json", r.Header.Get("Content-Type"))
 	}
 	if r.ContentLength > limit {
-		return nil, fmt.Errorf("request body of %d bytes is over the limit of %d bytes (webhook.maxRequestBytes)", r.ContentLength, limit)
+		return fmt.Errorf("request body of %d bytes is over the limit of %d bytes (webhook.maxRequestBytes)", r.ContentLength, limit)
 	}
+	return nil
+}
+
+func (s *httpHandler) read(r *http.Request, limit int64) (*reviewEnvelope, error) {
 	buf, _ := s.bodies.Get().(*bytes.Buffer)
 	if buf == nil {
 		buf = new(bytes.Buffer)

@@ -32,6 +32,8 @@ type Config struct {
 	MeshDomain string `json:"meshDomain,omitempty"`
 	// Rules tunes individual rules by ID.
 	Rules map[string]RuleConfig `json:"rules,omitempty"`
+	// Evaluation bounds how rules are evaluated, in every command.
+	Evaluation Evaluation `json:"evaluation,omitempty"`
 	// Webhook configures `meshguard serve`.
 	Webhook Webhook `json:"webhook,omitempty"`
 	// Check configures `meshguard check`.
@@ -50,6 +52,20 @@ type RuleConfig struct {
 	Params map[string]any `json:"params,omitempty"`
 }
 
+// Evaluation bounds the evaluation of one object. The object's author is not trusted: what it
+// writes must not make a review unbounded.
+type Evaluation struct {
+	// Timeout bounds the evaluation of one object. An object whose evaluation does not finish
+	// in time gets an MG002 error finding (the webhook refuses it). In the webhook, the whole
+	// review is also bounded by webhook.timeout.
+	Timeout Duration `json:"timeout,omitempty"`
+	// UnsafeRegoBuiltins lets Rego policies call OPA's built-ins that reach outside the
+	// evaluation: http.send, net.lookup_ip_addr, time.now_ns, rand.*, uuid.*, opa.runtime, and
+	// the others OPA marks non-deterministic. Off by default: with them, a policy can send
+	// requests from the webhook's network position and verdicts stop being reproducible.
+	UnsafeRegoBuiltins bool `json:"unsafeRegoBuiltins,omitempty"`
+}
+
 // Webhook configures the admission webhook.
 type Webhook struct {
 	// Enforcement is the default for every rule: deny, warn or audit.
@@ -63,6 +79,9 @@ type Webhook struct {
 	MaxRequestBytes int64 `json:"maxRequestBytes,omitempty"`
 	// MaxConcurrentReviews bounds evaluations in flight.
 	MaxConcurrentReviews int `json:"maxConcurrentReviews,omitempty"`
+	// MaxInFlightBytes bounds the request bodies of the reviews in flight, taken before a body
+	// is read: a decoded object holds up to ~30 times its JSON size, so this bounds memory.
+	MaxInFlightBytes int64 `json:"maxInFlightBytes,omitempty"`
 }
 
 // Check configures the runtime checker.
@@ -155,12 +174,14 @@ func Default() *Config {
 	return &Config{
 		RootNamespace: "istio-system",
 		MeshDomain:    "cluster.local",
+		Evaluation:    Evaluation{Timeout: Duration{5 * time.Second}},
 		Webhook: Webhook{
 			Enforcement:          EnforceDeny,
 			FailurePolicy:        "allow",
 			Timeout:              Duration{8 * time.Second},
 			MaxRequestBytes:      3 << 20,
 			MaxConcurrentReviews: 64,
+			MaxInFlightBytes:     6 << 20,
 		},
 		Check: Check{
 			Interval:       Duration{30 * time.Second},
@@ -225,6 +246,19 @@ func (c *Config) Validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("rules.%s.enforcement: %q is not deny, warn or audit", id, r.Enforcement))
 		}
+	}
+	// A zero deadline would turn the bound off, which the object's author could then exploit.
+	if c.Webhook.Timeout.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("webhook.timeout: %s must be positive", c.Webhook.Timeout.Duration))
+	}
+	if c.Evaluation.Timeout.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("evaluation.timeout: %s must be positive", c.Evaluation.Timeout.Duration))
+	}
+	if c.Webhook.MaxRequestBytes <= 0 || c.Webhook.MaxConcurrentReviews <= 0 {
+		errs = append(errs, errors.New("webhook.maxRequestBytes and webhook.maxConcurrentReviews must be positive"))
+	}
+	if c.Webhook.MaxInFlightBytes < c.Webhook.MaxRequestBytes {
+		errs = append(errs, fmt.Errorf("webhook.maxInFlightBytes (%d) must be at least webhook.maxRequestBytes (%d)", c.Webhook.MaxInFlightBytes, c.Webhook.MaxRequestBytes))
 	}
 	if c.Check.Interval.Duration < 0 || c.Check.Window.Duration < 0 {
 		errs = append(errs, errors.New("check.interval and check.window must be positive"))

@@ -35,6 +35,8 @@ type customFinding struct {
 	severity Severity
 	field    string
 	message  string
+	// err is set when the policy rule failed on the object; rule names its package.
+	err error
 }
 
 // NewCustomRego takes modules by file name. It fails on a module that does not parse.
@@ -130,13 +132,16 @@ func (c *CustomRego) prepare(ctx context.Context, builtins []func(*rego.Rego)) e
 	return nil
 }
 
-func (c *CustomRego) eval(ctx context.Context, obj *manifest.Object) ([]customFinding, error) {
+// eval evaluates every policy rule on obj. A rule that fails yields a finding carrying the
+// error, and the others still run.
+func (c *CustomRego) eval(ctx context.Context, obj *manifest.Object) []customFinding {
 	var out []customFinding
 	input := objectTerm(obj).Value
 	for _, q := range c.queries {
-		rs, err := q.query.Eval(ctx, rego.EvalParsedInput(input))
+		rs, err := guard(func() (rego.ResultSet, error) { return q.query.Eval(ctx, rego.EvalParsedInput(input)) })
 		if err != nil {
-			return nil, fmt.Errorf("%s.%s: %w", q.pkg, q.name, err)
+			out = append(out, customFinding{rule: q.pkg, err: fmt.Errorf("%s.%s: %w", q.pkg, q.name, err)})
+			continue
 		}
 		if len(rs) == 0 {
 			continue
@@ -166,5 +171,5 @@ func (c *CustomRego) eval(ctx context.Context, obj *manifest.Object) ([]customFi
 			out = append(out, f)
 		}
 	}
-	return out, nil
+	return out
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +19,8 @@ import (
 // IDs of the rules the engine implements itself.
 const (
 	RuleInvalidDocument    = "MG001"
+	RuleIstioWarning       = "MG003"
+	RuleEvaluationLimit    = "MG002"
 	RuleMalformedException = "MG008"
 	RuleExpiredException   = "MG009"
 )
@@ -148,7 +148,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err := e.groupCEL(cfg.MeshDomain, celRules); err != nil {
 		return nil, err
 	}
-	bs := builtinOpts(builtins(cfg.MeshDomain, envoy))
+	bs := regoOpts(builtins(cfg.MeshDomain, envoy), cfg.Evaluation.UnsafeRegoBuiltins)
 	if e.rego, err = prepareRego(ctx, regoRules, manifest.Kinds(), bs); err != nil {
 		errs = append(errs, err)
 	}
@@ -216,17 +216,23 @@ func (e *Engine) Params(id string) map[string]any { return e.params[id] }
 // Config returns the configuration the engine was built with.
 func (e *Engine) Config() *config.Config { return e.cfg }
 
-// Problem turns a document that could not be decoded into an MG001 finding; nil when MG001 is off.
+// Problem turns a document that could not be decoded or that the cluster's validation refuses
+// into an MG001 finding, and a warning of Istio's validation into an MG003 finding; nil when
+// that rule is off.
 func (e *Engine) Problem(p *manifest.Problem) *Finding {
-	if !e.enabled[RuleInvalidDocument] {
+	rule := RuleInvalidDocument
+	if p.Warning {
+		rule = RuleIstioWarning
+	}
+	if !e.enabled[rule] {
 		return nil
 	}
 	f := &Finding{
-		Rule: RuleInvalidDocument, Severity: e.Severity(RuleInvalidDocument),
+		Rule: rule, Severity: e.Severity(rule),
 		Kind: p.Kind, APIVersion: p.APIVersion, Namespace: p.Namespace, Name: p.Name,
 		File: p.File, Line: p.Line, Path: p.Path, Message: p.Message,
 	}
-	if r := e.byID[RuleInvalidDocument]; r != nil && p.Path != "" {
+	if r := e.byID[rule]; r != nil && p.Path != "" {
 		f.Hint = r.Remediation
 	} else if p.Path == "" {
 		// Not a field of an object: the rule's hint about fields would mislead.
@@ -235,35 +241,43 @@ func (e *Engine) Problem(p *manifest.Problem) *Finding {
 	return f
 }
 
-// Review evaluates every enabled rule that applies to obj, comparing it against inv. A panic in
-// a rule is recovered and returned as an error wrapping ErrEvaluation.
+// Review evaluates every enabled rule that applies to obj, comparing it against inv.
+//
+// The object's author is not trusted, so nothing in it may turn a deny into an allow: a rule
+// that fails on the object (an arithmetic overflow, its cost limit, a panic) becomes an error
+// finding of that rule at the site where it failed, and every other rule still runs and still
+// reports. An evaluation that outlasts evaluation.timeout (or ctx's deadline) stops with an
+// MG002 error finding. Review returns an error only when ctx is cancelled (the process is
+// stopping) or for faults outside any rule; the caller decides what those mean.
 func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory) (fs []Finding, err error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.Evaluation.Timeout.Duration)
+	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
 			fs, err = nil, fmt.Errorf("review %s: %w: panic: %v\n%s", obj.Ref(), ErrEvaluation, r, debug.Stack())
 		}
 	}()
-	r := review{e: e, obj: obj}
+	r := review{e: e, obj: obj, ctx: ctx}
 	silenced := r.exceptions()
+	r.limits()
 
 	complete := inv != nil && inv.Complete()
 	act := &activation{object: obj.Raw, allParams: e.paramsAny, rootNamespace: e.cfg.RootNamespace, related: noRelated}
 	if inv != nil {
 		act.related = e.relatedFor(obj, inv)
 	}
+groups:
 	for _, g := range e.celKind[celKey{obj.Kind, complete}] {
 		for _, site := range r.sites(g.scope) {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("review %s: %w", obj.Ref(), err)
+			if r.stopped() {
+				break groups
 			}
 			act.site = site.Value
-			res, err := g.eval(act)
+			res, err := guard(func() ([][]violation, error) { return g.eval(ctx, act) })
 			if err != nil {
-				// Evaluate the group's rules one by one to name the rule that failed.
-				res, err = e.evalCELRules(ctx, g, act)
-				if err != nil {
-					return nil, fmt.Errorf("review %s: %w at %s", obj.Ref(), err, orRoot(site.Path))
-				}
+				// Evaluate the group's rules one by one: the failing one is reported, the
+				// others still count.
+				res = r.evalCELRules(g, act, site.Path)
 			}
 			for i, vs := range res {
 				for _, v := range vs {
@@ -273,24 +287,18 @@ func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory
 		}
 	}
 
-	if q := e.rego.queries[regoKey{obj.Kind, inv != nil && inv.Complete()}]; q != nil {
-		res, err := q.eval(ctx, e.regoInput(&r, inv))
-		if err != nil {
-			return nil, fmt.Errorf("review %s: rego rules: %w: %v", obj.Ref(), ErrEvaluation, err)
-		}
-		for _, rule := range q.rules {
-			for _, v := range res[rule.ID] {
-				r.add(rule.ID, v.field, v.message)
-			}
-		}
+	if q := e.rego.queries[regoKey{obj.Kind, complete}]; q != nil && !r.stopped() {
+		r.evalRego(q, e.regoInput(&r, inv))
 	}
 
-	if e.custom != nil {
-		found, err := e.custom.eval(ctx, obj)
-		if err != nil {
-			return nil, fmt.Errorf("review %s: custom policies: %w: %v", obj.Ref(), ErrEvaluation, err)
-		}
-		for _, c := range found {
+	if e.custom != nil && !r.stopped() {
+		for _, c := range e.custom.eval(ctx, obj) {
+			if c.err != nil {
+				if !r.stopped() {
+					r.failed(c.rule, "", c.err)
+				}
+				continue
+			}
 			if rc, ok := e.cfg.Rules[c.rule]; ok && rc.Enabled != nil && !*rc.Enabled {
 				continue
 			}
@@ -301,6 +309,9 @@ func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory
 			r.addWith(c.rule, sev, c.field, c.message, "")
 		}
 	}
+	if err := r.interrupted(); err != nil {
+		return nil, err
+	}
 	out := r.findings[:0]
 	for _, f := range r.findings {
 		if !silenced[f.Rule] {
@@ -308,6 +319,43 @@ func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory
 		}
 	}
 	return out, nil
+}
+
+// guard runs one evaluation and turns a panic in it into an error, so that a rule that panics
+// on an object is that rule's failure and not the whole review's.
+func guard[T any](eval func() (T, error)) (res T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var zero T
+			res, err = zero, fmt.Errorf("%w: panic: %v", ErrEvaluation, r)
+		}
+	}()
+	return eval()
+}
+
+// evalRego evaluates the built-in Rego rules for the object in one query, and rule by rule when
+// that query fails, so that the failing rule is reported and the others still count.
+func (r *review) evalRego(q *preparedRego, input ast.Value) {
+	res, err := guard(func() (map[string][]violation, error) { return q.eval(r.ctx, input) })
+	if err != nil {
+		res = map[string][]violation{}
+		for i, rule := range q.rules {
+			if r.stopped() {
+				return
+			}
+			vs, err := guard(func() (map[string][]violation, error) { return q.single[i].eval(r.ctx, input) })
+			if err != nil {
+				r.failed(rule.ID, "", err)
+				continue
+			}
+			res[rule.ID] = vs[rule.ID]
+		}
+	}
+	for _, rule := range q.rules {
+		for _, v := range res[rule.ID] {
+			r.add(rule.ID, v.field, v.message)
+		}
+	}
 }
 
 // groupCEL compiles one program per (kind, scope) holding every enabled CEL rule for it.
@@ -352,63 +400,24 @@ type celKey struct {
 	complete bool
 }
 
-// relatedFor tells the rules what the inventory says about obj. For a VirtualService: per
-// destination host as its routes write it, the host's FQDN and what its DestinationRules
-// configure. For a DestinationRule: the effective mTLS mode of its host's namespace. Istio's
-// host and policy resolution lives here, in Go, once, rather than in every rule.
-func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any {
-	switch obj.Kind {
-	case manifest.KindVirtualService:
-		hosts := map[string]any{}
-		for _, host := range routeHosts(obj) {
-			if _, ok := hosts[host]; ok {
-				continue
-			}
-			fqdn := mesh.FQDN(host, obj.Namespace, e.cfg.MeshDomain)
-			hosts[host] = hostFacts(fqdn, inv.DestinationRules(fqdn))
-		}
-		return map[string]any{"hosts": hosts}
-	case manifest.KindDestinationRule:
-		host := specString(obj, "host")
-		ns, ok := mesh.HostNamespace(host, obj.Namespace, e.cfg.MeshDomain)
-		if !ok {
-			return noRelated
-		}
-		eff := inv.MTLS().Namespace(ns)
-		m := map[string]any{"namespace": ns, "mode": string(eff.Mode), "level": string(eff.Level), "policy": "(none: Istio's default)"}
-		if eff.Policy != nil {
-			m["policy"] = eff.Policy.Namespace + "/" + eff.Policy.Name
-		}
-		return map[string]any{"mtls": m}
-	case manifest.KindPeerAuthentication, manifest.KindTelemetry:
-		// Only the siblings that compete for the same scope: namespace- or mesh-wide ones.
-		if scoped(obj) {
-			return map[string]any{"scoped": true}
-		}
-		var siblings []any
-		for _, o := range inv.List(obj.Kind, obj.Namespace) {
-			// A name defined in several files of a lint run is one sibling, not several.
-			if o.Name != obj.Name && !scoped(o) && !slices.Contains(siblings, any(o.Name)) {
-				siblings = append(siblings, o.Name)
-			}
-		}
-		return map[string]any{"scoped": false, "unscopedSiblings": siblings}
-	}
-	return noRelated
-}
-
-func (e *Engine) evalCELRules(ctx context.Context, g *celGroup, act *activation) ([][]violation, error) {
+// evalCELRules evaluates a group's rules one by one at one site. A rule that fails is reported
+// as an error finding of that rule there; the others' results are kept.
+func (r *review) evalCELRules(g *celGroup, act *activation, sitePath string) [][]violation {
 	res := make([][]violation, len(g.rules))
 	for i, rule := range g.rules {
+		if r.stopped() {
+			break
+		}
 		one := *act
-		one.params = e.params[rule.ID]
-		vs, err := e.cel[rule.ID].eval(ctx, &one)
+		one.params = r.e.params[rule.ID]
+		vs, err := guard(func() ([]violation, error) { return r.e.cel[rule.ID].eval(r.ctx, &one) })
 		if err != nil {
-			return nil, fmt.Errorf("rule %s: %w: %v", rule.ID, ErrEvaluation, err)
+			r.failed(rule.ID, sitePath, err)
+			continue
 		}
 		res[i] = vs
 	}
-	return res, nil
+	return res
 }
 
 // ReviewInventory evaluates the rules that look at the inventory as a whole (MG504: no
@@ -454,8 +463,94 @@ func (e *Engine) ReviewInventory(ctx context.Context, inv Inventory) ([]Finding,
 type review struct {
 	e        *Engine
 	obj      *manifest.Object
+	ctx      context.Context
 	sitesBy  map[Scope][]Site
 	findings []Finding
+	timedOut bool
+}
+
+// stopped tells whether the evaluation must stop: the deadline passed (reported once, as MG002)
+// or the caller cancelled it.
+func (r *review) stopped() bool {
+	err := r.ctx.Err()
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) && !r.timedOut {
+		r.timedOut = true
+		r.limit("", fmt.Sprintf("the evaluation did not finish within its time budget (evaluation.timeout %s, or the webhook's deadline): the rules that had not run yet did not run", r.e.cfg.Evaluation.Timeout))
+	}
+	return true
+}
+
+// interrupted returns the caller's cancellation: the process is stopping, and a partial review
+// must not be taken for a verdict. A passed deadline is not an interruption: it is MG002.
+func (r *review) interrupted() error {
+	if err := r.ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("review %s: %w", r.obj.Ref(), err)
+	}
+	return nil
+}
+
+// failed reports that rule could not be evaluated on the object: an error finding, whatever
+// the rule's severity, since what the rule would have found is unknown. When the deadline is
+// what stopped the rule, MG002 says so instead.
+func (r *review) failed(rule, path string, err error) {
+	if r.stopped() {
+		return
+	}
+	short, _, _ := strings.Cut(err.Error(), "\n")
+	hint := "The object is refused because meshguard cannot tell whether it breaks this rule. Look for extreme values (huge counts or durations) near the field named."
+	r.addWith(rule, SeverityError, path, "the rule could not be evaluated on this object: "+short, hint)
+}
+
+// limit adds an MG002 finding: the object is beyond what meshguard evaluates at a bounded cost.
+func (r *review) limit(path, message string) {
+	if !r.e.enabled[RuleEvaluationLimit] {
+		return
+	}
+	r.add(RuleEvaluationLimit, path, message)
+}
+
+// limits reports what is over the evaluation limits before any rule runs: CEL expressions
+// beyond the number meshguard compiles per object (the rest are not checked, so the object
+// cannot pass as checked).
+func (r *review) limits() {
+	if r.obj.Kind != manifest.KindTelemetry {
+		return
+	}
+	if n := countEnvoyCEL(r.obj.SpecMap()); n > MaxEnvoyCELPerObject {
+		r.limit("spec", fmt.Sprintf("the Telemetry has %d CEL expressions; meshguard checks at most %d per object, so the rest are not checked", n, MaxEnvoyCELPerObject))
+	}
+}
+
+// countEnvoyCEL counts a Telemetry's CEL expressions: access-log filters and metric tag values.
+func countEnvoyCEL(spec map[string]any) int {
+	n := 0
+	logs, _ := spec["accessLogging"].([]any)
+	for _, l := range logs {
+		lm, _ := l.(map[string]any)
+		f, _ := lm["filter"].(map[string]any)
+		if _, ok := f["expression"].(string); ok {
+			n++
+		}
+	}
+	metrics, _ := spec["metrics"].([]any)
+	for _, m := range metrics {
+		mm, _ := m.(map[string]any)
+		overrides, _ := mm["overrides"].([]any)
+		for _, o := range overrides {
+			om, _ := o.(map[string]any)
+			tags, _ := om["tagOverrides"].(map[string]any)
+			for _, t := range tags {
+				tm, _ := t.(map[string]any)
+				if _, ok := tm["value"].(string); ok {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 func (r *review) sites(s Scope) []Site {
@@ -548,57 +643,6 @@ func (e *Engine) regoInput(r *review, inv Inventory) ast.Value {
 	)
 }
 
-// hostFacts says what the DestinationRules of one host configure: whether any traffic policy
-// has outlier detection or a retry budget, and which subsets exist. Each DestinationRule is
-// summarised once and cached on the object.
-func hostFacts(fqdn string, drs []*manifest.Object) map[string]any {
-	var outlier, budget bool
-	subsets := []any{}
-	names := []any{}
-	for _, dr := range drs {
-		s := dr.Memo("summary", func() any { return summarize(dr) }).(drSummary)
-		outlier = outlier || s.outlier
-		budget = budget || s.budget
-		for _, n := range s.subsets {
-			subsets = append(subsets, n)
-		}
-		names = append(names, dr.Namespace+"/"+dr.Name)
-	}
-	return map[string]any{"fqdn": fqdn, "destinationRules": names, "outlierDetection": outlier, "retryBudget": budget, "subsets": subsets}
-}
-
-type drSummary struct {
-	outlier, budget bool
-	subsets         []string
-}
-
-func summarize(dr *manifest.Object) drSummary {
-	var s drSummary
-	for _, site := range Sites(dr, ScopeTrafficPolicy) {
-		if site.Value["outlierDetection"] != nil {
-			s.outlier = true
-		}
-		if site.Value["retryBudget"] != nil {
-			s.budget = true
-		}
-		if cp, ok := site.Value["connectionPool"].(map[string]any); ok {
-			if h, ok := cp["http"].(map[string]any); ok && h["maxRetries"] != nil {
-				s.budget = true
-			}
-		}
-	}
-	spec := dr.SpecMap()
-	subsets, _ := spec["subsets"].([]any)
-	for _, sub := range subsets {
-		if m, ok := sub.(map[string]any); ok {
-			if n, ok := m["name"].(string); ok {
-				s.subsets = append(s.subsets, n)
-			}
-		}
-	}
-	return s
-}
-
 // objectTerm is the object's Rego form, converted once per object.
 func objectTerm(o *manifest.Object) *ast.Term {
 	return o.Memo("rego", func() any {
@@ -636,26 +680,6 @@ func termAt(t *ast.Term, path string) *ast.Term {
 		}
 	}
 	return t
-}
-
-// routeHosts lists the destination hosts of a VirtualService's HTTP routes.
-func routeHosts(o *manifest.Object) []string {
-	spec := o.SpecMap()
-	routes, _ := spec["http"].([]any)
-	var hosts []string
-	for _, rt := range routes {
-		rm, _ := rt.(map[string]any)
-		dests, _ := rm["route"].([]any)
-		for _, d := range dests {
-			dm, _ := d.(map[string]any)
-			dest, _ := dm["destination"].(map[string]any)
-			if h, ok := dest["host"].(string); ok {
-				hosts = append(hosts, h)
-			}
-		}
-	}
-	sort.Strings(hosts)
-	return hosts
 }
 
 func joinPath(site, field string) string {

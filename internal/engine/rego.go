@@ -52,19 +52,58 @@ func builtins(domain string, envoy *cel.Env) []builtin {
 			m, _ := v.(map[string]any)
 			return ast.BooleanTerm(mesh.Scoped(m)), nil
 		})},
-		{celErr, rego.Function1(celErr, func(_ rego.BuiltinContext, expr *ast.Term) (*ast.Term, error) {
+		{celErr, rego.Function1(celErr, func(bctx rego.BuiltinContext, expr *ast.Term) (*ast.Term, error) {
+			// The cache lives for one evaluation, that is one object: it counts the object's
+			// expressions, so that an object holding thousands costs no more than the limit.
+			n, _ := bctx.Cache.Get(celCount{})
+			count, _ := n.(int)
+			if count >= MaxEnvoyCELPerObject {
+				return ast.StringTerm(fmt.Sprintf("not checked: the object has more than %d CEL expressions, meshguard's limit per object", MaxEnvoyCELPerObject)), nil
+			}
+			bctx.Cache.Put(celCount{}, count+1)
 			return ast.StringTerm(CheckEnvoyCEL(envoy, str(expr))), nil
 		})},
 	}
 }
 
-func builtinOpts(bs []builtin) []func(*rego.Rego) {
-	out := make([]func(*rego.Rego), len(bs))
-	for i, b := range bs {
-		out[i] = b.opt
+// celCount keys the number of CEL expressions compiled in one evaluation.
+type celCount struct{}
+
+// regoOpts are the options every Rego query is prepared with: meshguard's functions, and
+// unless unsafe is set, OPA's built-ins without those that reach outside the evaluation.
+func regoOpts(bs []builtin, unsafe bool) []func(*rego.Rego) {
+	out := make([]func(*rego.Rego), 0, len(bs)+1)
+	for _, b := range bs {
+		out = append(out, b.opt)
+	}
+	if !unsafe {
+		out = append(out, rego.Capabilities(sandboxCapabilities()))
 	}
 	return out
 }
+
+// sandboxCapabilities are OPA's built-ins less those OPA marks non-deterministic (http.send,
+// net.lookup_ip_addr, time.now_ns, rand.intn, uuid.rfc4122, io.jwt verification against the
+// clock, ...) and opa.runtime (the process's environment), with no network host allowed. A
+// policy is a function of the object: it cannot send requests from the webhook's network
+// position (an SSRF from a policy ConfigMap), read the environment, or give a different
+// verdict on the same object twice. A policy that calls one of them fails to compile.
+func sandboxCapabilities() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	kept := make([]*ast.Builtin, 0, len(caps.Builtins))
+	for _, b := range caps.Builtins {
+		if b.Nondeterministic || unsafeBuiltins[b.Name] {
+			continue
+		}
+		kept = append(kept, b)
+	}
+	caps.Builtins = kept
+	caps.AllowNet = []string{}
+	return caps
+}
+
+// unsafeBuiltins are built-ins to drop beyond those OPA marks non-deterministic.
+var unsafeBuiltins = map[string]bool{"opa.runtime": true, "http.send": true, "net.lookup_ip_addr": true, "time.now_ns": true}
 
 // TesterBuiltins are the meshguard Rego functions in the form OPA's test runner takes.
 func TesterBuiltins(domain string) ([]*tester.Builtin, error) {
@@ -93,6 +132,9 @@ type regoKey struct {
 type preparedRego struct {
 	query rego.PreparedEvalQuery
 	rules []*Rule
+	// single holds one query per rule, in rules' order, evaluated only when query fails, to
+	// tell the failing rule from the others.
+	single []*preparedRego
 }
 
 func regoModules(rules []*Rule) map[string]string {
@@ -111,6 +153,31 @@ func prepareRego(ctx context.Context, rules []*Rule, kinds []string, builtins []
 	if len(mods) == 0 {
 		return set, nil
 	}
+	names := make([]string, 0, len(mods))
+	for name := range mods {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	prepare := func(rules []*Rule) (*preparedRego, error) {
+		var parts []string
+		for _, r := range rules {
+			parts = append(parts, fmt.Sprintf("%q: data.%s.violation", r.ID, r.RegoPackage))
+		}
+		opts := []func(*rego.Rego){
+			rego.Query("out := {" + strings.Join(parts, ", ") + "}"),
+			rego.SetRegoVersion(ast.RegoV1),
+		}
+		for _, name := range names {
+			opts = append(opts, rego.Module(name, mods[name]))
+		}
+		opts = append(opts, builtins...)
+		pq, err := rego.New(opts...).PrepareForEval(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("compile rego rules: %w", err)
+		}
+		return &preparedRego{query: pq, rules: rules}, nil
+	}
+	single := map[regoKey]*preparedRego{}
 	for _, kind := range append(kinds, "") { // "" is the inventory scope
 		for _, complete := range []bool{false, true} {
 			var applicable []*Rule
@@ -129,28 +196,20 @@ func prepareRego(ctx context.Context, rules []*Rule, kinds []string, builtins []
 			if len(applicable) == 0 {
 				continue
 			}
-			var parts []string
-			for _, r := range applicable {
-				parts = append(parts, fmt.Sprintf("%q: data.%s.violation", r.ID, r.RegoPackage))
-			}
-			opts := []func(*rego.Rego){
-				rego.Query("out := {" + strings.Join(parts, ", ") + "}"),
-				rego.SetRegoVersion(ast.RegoV1),
-			}
-			names := make([]string, 0, len(mods))
-			for name := range mods {
-				names = append(names, name)
-			}
-			sort.Strings(names)
-			for _, name := range names {
-				opts = append(opts, rego.Module(name, mods[name]))
-			}
-			opts = append(opts, builtins...)
-			pq, err := rego.New(opts...).PrepareForEval(ctx)
+			q, err := prepare(applicable)
 			if err != nil {
-				return nil, fmt.Errorf("compile rego rules: %w", err)
+				return nil, err
 			}
-			set.queries[regoKey{kind, complete}] = &preparedRego{query: pq, rules: applicable}
+			for _, r := range applicable {
+				k := regoKey{r.ID, complete}
+				if single[k] == nil {
+					if single[k], err = prepare([]*Rule{r}); err != nil {
+						return nil, err
+					}
+				}
+				q.single = append(q.single, single[k])
+			}
+			set.queries[regoKey{kind, complete}] = q
 		}
 	}
 	return set, nil

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"bytes"
 	"os"
 	"path/filepath"
@@ -177,6 +178,16 @@ func TestLoadRefusesWhatItCannotRead(t *testing.T) {
 		_, problems := Parse("bomb.yaml", []byte(bomb))
 		require.Len(t, problems, 1)
 		require.Contains(t, problems[0].Message, "alias")
+	})
+	t.Run("a List of 100,000 objects is read, not refused as an alias bomb", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+		for i := 0; i < 100_000; i++ {
+			fmt.Fprintf(&b, "- apiVersion: networking.istio.io/v1\n  kind: DestinationRule\n  metadata: {name: dr%d, namespace: shop}\n  spec: {host: svc%d}\n", i, i)
+		}
+		objs, problems := Parse("list.yaml", []byte(b.String()))
+		require.Empty(t, problems)
+		require.Len(t, objs, 100_000)
 	})
 	t.Run("standard input is read", func(t *testing.T) {
 		res, err := Loader{Stdin: strings.NewReader(vs)}.Load([]string{Stdin})

@@ -11,9 +11,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// maxNodes bounds how many values one document may expand to, aliases included, so a
-// "billion laughs" document is refused instead of exhausting memory.
-const maxNodes = 1 << 20
+// maxAliasedValues bounds how many values one document's aliases may expand to, so a "billion
+// laughs" document is refused instead of exhausting memory. Only values reached through an
+// alias count: values written out are already bounded by the file size (--max-file-size), and
+// a `kind: List` of 100,000 objects is large but not a bomb.
+const maxAliasedValues = 1 << 20
 
 // document is one YAML document of a file, with the line it starts on.
 type document struct {
@@ -97,9 +99,10 @@ func yamlErrorLine(err error) (int, string) {
 // server reads YAML: keys are strings, timestamps stay strings. It keeps the current field path
 // as a stack of segments and spells it out only for a problem.
 type converter struct {
-	nodes  int
-	offset int // lines before the document in its file
-	path   []string
+	aliased int // values reached through aliases so far
+	inAlias int // how many aliases the current value is reached through
+	offset  int // lines before the document in its file
+	path    []string
 }
 
 func (c *converter) problem(n *yaml.Node, format string, args ...any) *Problem {
@@ -119,13 +122,18 @@ func (c *converter) pathString() string {
 }
 
 func (c *converter) value(n *yaml.Node) (any, *Problem) {
-	c.nodes++
-	if c.nodes > maxNodes {
-		return nil, c.problem(n, "document expands to more than %d values (alias bomb?)", maxNodes)
+	if c.inAlias > 0 {
+		c.aliased++
+		if c.aliased > maxAliasedValues {
+			return nil, c.problem(n, "aliases expand to more than %d values (alias bomb?)", maxAliasedValues)
+		}
 	}
 	switch n.Kind {
 	case yaml.AliasNode:
-		return c.value(n.Alias)
+		c.inAlias++
+		v, p := c.value(n.Alias)
+		c.inAlias--
+		return v, p
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
