@@ -74,7 +74,7 @@ func BenchmarkOverlay(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("webhook.overlay/%d", len(objects)), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := eng.Review(ctx, vs, newOverlay(base, vs, false, "istio-system", "cluster.local")); err != nil {
+				if _, err := eng.Review(ctx, vs, newOverlay(base, vs, false)); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -30,7 +30,7 @@ func TestCacheHandsOutOneIndexUntilSomethingChanges(t *testing.T) {
 	other, err := c.Inventory("mesh-root", "cluster.local")
 	require.NoError(t, err)
 	require.NotSame(t, first, other, "another root namespace needs another index")
-	require.Nil(t, other.MTLS().MeshWide())
+	require.Nil(t, other.Mesh().MTLS().MeshWide())
 
 	require.NoError(t, c.Put(mustDecode(t, goodVS)))
 	after, err := c.Inventory("istio-system", "cluster.local")
@@ -42,7 +42,7 @@ func TestCacheHandsOutOneIndexUntilSomethingChanges(t *testing.T) {
 	c.Delete(manifest.KindDestinationRule, "shop", "cart")
 	gone, err := c.Inventory("istio-system", "cluster.local")
 	require.NoError(t, err)
-	require.Empty(t, gone.DestinationRules("cart.shop.svc.cluster.local"))
+	require.Nil(t, gone.Mesh().DestinationRule("cart.shop.svc.cluster.local", "shop"))
 }
 
 func TestCacheKeepsObjectsThatFailTheStrictCheck(t *testing.T) {

@@ -18,24 +18,15 @@ type overlay struct {
 	base   engine.Inventory
 	obj    *manifest.Object
 	remove bool
-	root   string
-	// fqdn is obj's host when obj is a DestinationRule.
-	fqdn string
 
-	once     sync.Once
-	resolver *mesh.Resolver
+	once sync.Once
+	mesh *mesh.Index
 }
 
 var _ engine.Inventory = (*overlay)(nil)
 
-func newOverlay(base engine.Inventory, obj *manifest.Object, remove bool, root, domain string) *overlay {
-	o := &overlay{base: base, obj: obj, remove: remove, root: root}
-	if obj.Kind == manifest.KindDestinationRule {
-		spec := obj.SpecMap()
-		host, _ := spec["host"].(string)
-		o.fqdn = mesh.FQDN(host, obj.Namespace, domain)
-	}
-	return o
+func newOverlay(base engine.Inventory, obj *manifest.Object, remove bool) *overlay {
+	return &overlay{base: base, obj: obj, remove: remove}
 }
 
 func (o *overlay) List(kind, namespace string) []*manifest.Object {
@@ -46,23 +37,16 @@ func (o *overlay) List(kind, namespace string) []*manifest.Object {
 	return o.replace(list, !o.remove)
 }
 
-func (o *overlay) DestinationRules(fqdn string) []*manifest.Object {
-	list := o.base.DestinationRules(fqdn)
-	if o.obj.Kind != manifest.KindDestinationRule {
-		return list
-	}
-	// The stored version may name another host than the new one: drop it wherever it is.
-	return o.replace(list, !o.remove && fqdn == o.fqdn)
-}
-
-func (o *overlay) MTLS() *mesh.Resolver {
-	if o.obj.Kind != manifest.KindPeerAuthentication {
-		return o.base.MTLS()
-	}
+// Mesh rebuilds only what obj changes in Istio's model (the DestinationRules of its namespace,
+// or the PeerAuthentications), once per review.
+func (o *overlay) Mesh() *mesh.Index {
 	o.once.Do(func() {
-		o.resolver = mesh.NewResolver(o.root, o.List(manifest.KindPeerAuthentication, ""))
+		o.mesh = o.base.Mesh()
+		if o.obj.Kind == manifest.KindDestinationRule || o.obj.Kind == manifest.KindPeerAuthentication {
+			o.mesh = o.mesh.With(o.obj, o.remove)
+		}
 	})
-	return o.resolver
+	return o.mesh
 }
 
 func (o *overlay) Complete() bool { return o.base.Complete() }

@@ -69,6 +69,13 @@ spec:
   host: cart
   trafficPolicy: {connectionPool: {http: {maxRetries: 3}}}
 ---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  host: "*.local"
+  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 5}}
+---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: relaxed, namespace: shop, creationTimestamp: "2026-01-02T00:00:00Z"}
@@ -116,7 +123,7 @@ func TestOverlayAnswersLikeAFullReindex(t *testing.T) {
 		for _, remove := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s removed=%v", obj.Ref(), remove), func(t *testing.T) {
 				want := engine.Overlay(base, obj, remove, root, domain)
-				got := newOverlay(base, obj, remove, root, domain)
+				got := newOverlay(base, obj, remove)
 				require.Equal(t, want.Complete(), got.Complete())
 				for _, kind := range manifest.Kinds() {
 					for _, ns := range namespaces {
@@ -124,10 +131,12 @@ func TestOverlayAnswersLikeAFullReindex(t *testing.T) {
 					}
 				}
 				for _, fqdn := range fqdns {
-					require.Equal(t, keys(want.DestinationRules(fqdn)), keys(got.DestinationRules(fqdn)), "DestinationRules(%s)", fqdn)
+					for _, caller := range namespaces[1:] {
+						require.Equal(t, drKeys(want.Mesh().DestinationRule(fqdn, caller)), drKeys(got.Mesh().DestinationRule(fqdn, caller)), "DestinationRule(%s, %s)", fqdn, caller)
+					}
 				}
 				for _, ns := range namespaces[1:] {
-					require.Equal(t, effective(want.MTLS().Namespace(ns)), effective(got.MTLS().Namespace(ns)), "MTLS().Namespace(%s)", ns)
+					require.Equal(t, effective(want.Mesh().MTLS().Namespace(ns)), effective(got.Mesh().MTLS().Namespace(ns)), "MTLS().Namespace(%s)", ns)
 				}
 				if remove {
 					return
@@ -153,10 +162,12 @@ func TestOverlayNeverChangesTheSharedIndex(t *testing.T) {
 	base := engine.NewIndex(stored, true, "istio-system", "cluster.local")
 	before := keys(base.List(manifest.KindDestinationRule, "shop"))
 	candidates, _ := manifest.Parse("candidates.yaml", []byte(overlayCandidates))
-	o := newOverlay(base, candidates[1], false, "istio-system", "cluster.local")
+	beforeDR := drKeys(base.Mesh().DestinationRule("cart.shop.svc.cluster.local", "shop"))
+	o := newOverlay(base, candidates[1], false)
 	_ = o.List(manifest.KindDestinationRule, "shop")
-	_ = o.DestinationRules("cart.shop.svc.cluster.local")
+	_ = o.Mesh().DestinationRule("cart.shop.svc.cluster.local", "shop")
 	require.Equal(t, before, keys(base.List(manifest.KindDestinationRule, "shop")))
+	require.Equal(t, beforeDR, drKeys(base.Mesh().DestinationRule("cart.shop.svc.cluster.local", "shop")))
 }
 
 func keys(objs []*manifest.Object) []string {
@@ -165,6 +176,13 @@ func keys(objs []*manifest.Object) []string {
 		out = append(out, o.Key())
 	}
 	return out
+}
+
+func drKeys(d *mesh.DestinationRule) []string {
+	if d == nil {
+		return nil
+	}
+	return d.Names()
 }
 
 func effective(e mesh.Effective) string {

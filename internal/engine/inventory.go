@@ -10,10 +10,9 @@ import (
 type Inventory interface {
 	// List returns the objects of kind in namespace, or in every namespace when namespace is "".
 	List(kind, namespace string) []*manifest.Object
-	// DestinationRules returns the DestinationRules whose host expands to fqdn.
-	DestinationRules(fqdn string) []*manifest.Object
-	// MTLS resolves PeerAuthentications.
-	MTLS() *mesh.Resolver
+	// Mesh is Istio's model of the objects: which DestinationRule applies to a host, which mTLS
+	// mode a workload accepts.
+	Mesh() *mesh.Index
 	// Complete tells whether the inventory is the whole configuration, so that rules reporting
 	// something missing may run.
 	Complete() bool
@@ -24,8 +23,7 @@ type Index struct {
 	complete bool
 	byKind   map[string][]*manifest.Object
 	byKindNS map[string][]*manifest.Object
-	drByHost map[string][]*manifest.Object
-	resolver *mesh.Resolver
+	mesh     *mesh.Index
 }
 
 // NewIndex indexes objects. rootNamespace and domain resolve policies and hosts as Istio does.
@@ -34,18 +32,13 @@ func NewIndex(objects []*manifest.Object, complete bool, rootNamespace, domain s
 		complete: complete,
 		byKind:   map[string][]*manifest.Object{},
 		byKindNS: map[string][]*manifest.Object{},
-		drByHost: map[string][]*manifest.Object{},
 	}
 	for _, o := range objects {
 		ix.byKind[o.Kind] = append(ix.byKind[o.Kind], o)
 		k := o.Kind + "/" + o.Namespace
 		ix.byKindNS[k] = append(ix.byKindNS[k], o)
-		if o.Kind == manifest.KindDestinationRule {
-			host := mesh.FQDN(specString(o, "host"), o.Namespace, domain)
-			ix.drByHost[host] = append(ix.drByHost[host], o)
-		}
 	}
-	ix.resolver = mesh.NewResolver(rootNamespace, ix.byKind[manifest.KindPeerAuthentication])
+	ix.mesh = mesh.NewIndex(rootNamespace, domain, objects, nil)
 	return ix
 }
 
@@ -56,9 +49,8 @@ func (ix *Index) List(kind, namespace string) []*manifest.Object {
 	return ix.byKindNS[kind+"/"+namespace]
 }
 
-func (ix *Index) DestinationRules(fqdn string) []*manifest.Object { return ix.drByHost[fqdn] }
-func (ix *Index) MTLS() *mesh.Resolver                            { return ix.resolver }
-func (ix *Index) Complete() bool                                  { return ix.complete }
+func (ix *Index) Mesh() *mesh.Index { return ix.mesh }
+func (ix *Index) Complete() bool    { return ix.complete }
 
 // Overlay returns base with obj put in place of its stored version (same kind, namespace and
 // name), or with it removed when remove is true: the inventory as it would be if the change

@@ -16,6 +16,8 @@ const (
 	KindDestinationRule    = "DestinationRule"
 	KindPeerAuthentication = "PeerAuthentication"
 	KindTelemetry          = "Telemetry"
+	// AuthorizationPolicy is read for what it asks of peers' identities (MG304).
+	KindAuthorizationPolicy = "AuthorizationPolicy"
 )
 
 type kindInfo struct {
@@ -31,13 +33,15 @@ var kinds = map[string]kindInfo{
 		func() proto.Message { return &networking.DestinationRule{} }},
 	KindPeerAuthentication: {"security.istio.io", []string{"v1", "v1beta1"},
 		func() proto.Message { return &security.PeerAuthentication{} }},
+	KindAuthorizationPolicy: {"security.istio.io", []string{"v1", "v1beta1"},
+		func() proto.Message { return &security.AuthorizationPolicy{} }},
 	KindTelemetry: {"telemetry.istio.io", []string{"v1", "v1alpha1"},
 		func() proto.Message { return &telemetry.Telemetry{} }},
 }
 
 // Kinds lists the checked kinds in a stable order.
 func Kinds() []string {
-	return []string{KindDestinationRule, KindPeerAuthentication, KindTelemetry, KindVirtualService}
+	return []string{KindAuthorizationPolicy, KindDestinationRule, KindPeerAuthentication, KindTelemetry, KindVirtualService}
 }
 
 // GroupVersions returns the API group and the versions served for kind.

@@ -8,31 +8,6 @@ import (
 	"github.com/meshguard/meshguard/internal/manifest"
 )
 
-func TestHostsResolveAsIstioResolvesThem(t *testing.T) {
-	tests := []struct {
-		name, host, ns string
-		fqdn           string
-		mesh           bool
-		hostNS         string
-	}{
-		{"a short name is a service in the object's namespace", "reviews", "bookinfo", "reviews.bookinfo.svc.cluster.local", true, "bookinfo"},
-		{"a full service name is taken as written", "ratings.prod.svc.cluster.local", "bookinfo", "ratings.prod.svc.cluster.local", true, "prod"},
-		{"name.namespace is not expanded and is not a mesh host", "reviews.bookinfo", "x", "reviews.bookinfo", false, ""},
-		{"a wildcard over one namespace is in the mesh", "*.prod.svc.cluster.local", "x", "*.prod.svc.cluster.local", true, "prod"},
-		{"an external name is outside the mesh", "api.example.com", "x", "api.example.com", false, ""},
-		{"the catch-all is no particular host", "*", "x", "*", false, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.fqdn, FQDN(tt.host, tt.ns, ""))
-			require.Equal(t, tt.mesh, IsMeshHost(tt.host, ""))
-			ns, ok := HostNamespace(tt.host, tt.ns, "")
-			require.Equal(t, tt.hostNS, ns)
-			require.Equal(t, tt.hostNS != "", ok)
-		})
-	}
-}
-
 func pa(t *testing.T, yaml string) *manifest.Object {
 	t.Helper()
 	objs, problems := manifest.Parse("pa.yaml", []byte(yaml))
@@ -41,6 +16,11 @@ func pa(t *testing.T, yaml string) *manifest.Object {
 	return objs[0]
 }
 
+// Mirrors ComposePeerAuthentication (pilot/pkg/security/authn/policy_applier.go); the cases follow
+// TestComposePeerAuthentication in policy_applier_test.go at istio/istio commit
+// 86c9f01fd735fb01d8192f5bcaf0d424afb7f14c ("no config", "mesh only", "mesh vs namespace", "ignore
+// non-emptypb selector in root namespace", "workload vs namespace config", "multiple namespace
+// policy", "inheritance: ...", "port level").
 func TestEffectiveModeFollowsIstiosPrecedence(t *testing.T) {
 	mesh := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
 	meshUnset := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {}\n")
@@ -48,6 +28,7 @@ func TestEffectiveModeFollowsIstiosPrecedence(t *testing.T) {
 	nsUnset := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {}\n")
 	wlDisable := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: db, namespace: shop}\nspec: {selector: {matchLabels: {app: db}}, mtls: {mode: DISABLE}, portLevelMtls: {\"5432\": {mode: STRICT}, \"9000\": {}}}\n")
 	older := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: b-older, namespace: race, creationTimestamp: \"2024-01-01T00:00:00Z\"}\nspec: {mtls: {mode: STRICT}}\n")
+	rootSelector := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: root-db, namespace: istio-system}\nspec: {selector: {matchLabels: {app: db}}, mtls: {mode: DISABLE}}\n")
 	newer := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a-newer, namespace: race, creationTimestamp: \"2025-01-01T00:00:00Z\"}\nspec: {mtls: {mode: PERMISSIVE}}\n")
 
 	tests := []struct {
@@ -67,6 +48,7 @@ func TestEffectiveModeFollowsIstiosPrecedence(t *testing.T) {
 		{"a workload policy overrides both and UNSET ports inherit", []*manifest.Object{mesh, nsUnset, wlDisable}, "shop", map[string]string{"app": "db"}, ModeDisable, LevelWorkload, map[uint32]Mode{5432: ModeStrict, 9000: ModeDisable}},
 		{"a workload policy does not touch other workloads", []*manifest.Object{mesh, wlDisable}, "shop", map[string]string{"app": "web"}, ModeStrict, LevelMesh, nil},
 		{"the oldest of two namespace policies wins", []*manifest.Object{newer, older}, "race", nil, ModeStrict, LevelNamespace, nil},
+		{"a policy with a selector in the root namespace is ignored", []*manifest.Object{mesh, rootSelector}, "shop", map[string]string{"app": "db"}, ModeStrict, LevelMesh, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,4 +58,64 @@ func TestEffectiveModeFollowsIstiosPrecedence(t *testing.T) {
 			require.Equal(t, tt.ports, eff.Ports)
 		})
 	}
+}
+
+func TestThePortDecidesWhereTheWorkloadPolicySaysSo(t *testing.T) {
+	mesh := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
+	wl := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: db, namespace: shop}\nspec: {selector: {matchLabels: {app: db}}, portLevelMtls: {\"5432\": {mode: DISABLE}, \"9000\": {}}}\n")
+	r := NewResolver("istio-system", []*manifest.Object{mesh, wl})
+	tests := []struct {
+		name  string
+		port  uint32
+		want  Mode
+		level Level
+	}{
+		{"the workload as a whole inherits the mesh", 0, ModeStrict, LevelWorkload},
+		{"a port-level DISABLE opens that port", 5432, ModeDisable, LevelPort},
+		{"an UNSET port inherits the workload's mode", 9000, ModeStrict, LevelPort},
+		{"another port has the workload's mode", 8080, ModeStrict, LevelWorkload},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := r.MTLS("shop", map[string]string{"app": "db", "version": "v1"}, tt.port)
+			require.Equal(t, tt.want, e.Mode)
+			require.Equal(t, tt.level, e.Level)
+		})
+	}
+}
+
+// meshguard's question on top of ComposePeerAuthentication: what the workloads behind a host
+// accept when only some of their labels are known.
+func TestTheWorkloadsBehindAHostAreFoundByServiceOrAppLabel(t *testing.T) {
+	mesh := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
+	nsStrict := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n")
+	dbDisable := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: db, namespace: shop}\nspec: {selector: {matchLabels: {app: db}}, mtls: {mode: DISABLE}}\n")
+	cartV1 := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: cart-v1, namespace: shop}\nspec: {selector: {matchLabels: {app: cart, version: v1}}, mtls: {mode: PERMISSIVE}}\n")
+	legacy := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: legacy}\nspec: {mtls: {mode: PERMISSIVE}}\n")
+	objs := []*manifest.Object{mesh, nsStrict, dbDisable, cartV1, legacy}
+	svc := Service{Namespace: "shop", Name: "database", Selector: map[string]string{"app": "db"}, TargetPorts: map[uint32]uint32{80: 5432}}
+	tests := []struct {
+		name, host, ns string
+		strict         bool
+		workloads      string
+	}{
+		{"a workload DISABLE under a STRICT namespace is not STRICT", "db", "shop", false, "pods labelled app=db (Istio's convention; no Service shop/db is known)"},
+		{"a Service's selector finds the workload policy", "database", "shop", false, "pods selected by Service shop/database"},
+		{"other workloads keep the namespace's STRICT", "web", "shop", true, "pods labelled app=web (Istio's convention; no Service shop/web is known)"},
+		{"a policy that may select some pods makes STRICT unsure", "cart", "shop", false, "pods labelled app=cart (Istio's convention; no Service shop/cart is known)"},
+		{"a namespace wildcard reaches workloads without their own policy", "*.shop.svc.cluster.local", "x", true, "workloads of namespace shop that no workload policy selects"},
+		{"*.local reaches namespaces without a policy, STRICT by the mesh", "*.local", "x", true, "workloads of every namespace without a PeerAuthentication of its own"},
+		{"a PERMISSIVE namespace is not STRICT", "old.legacy.svc.cluster.local", "x", false, "pods labelled app=old (Istio's convention; no Service legacy/old is known)"},
+	}
+	ix := NewIndex("istio-system", "", objs, []Service{svc})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, ok := ix.HostMTLS(tt.host, tt.ns, 0)
+			require.True(t, ok)
+			require.Equal(t, tt.strict, h.Strict())
+			require.Equal(t, tt.workloads, h.Workloads)
+		})
+	}
+	_, ok := ix.HostMTLS("api.example.com", "shop", 0)
+	require.False(t, ok, "a host outside the mesh has no workloads")
 }

@@ -25,6 +25,7 @@ const (
 	LevelMesh      Level = "mesh"
 	LevelNamespace Level = "namespace"
 	LevelWorkload  Level = "workload"
+	LevelPort      Level = "port"
 )
 
 // Policy is the part of a PeerAuthentication that decides mTLS.
@@ -74,6 +75,8 @@ func NewResolver(rootNamespace string, objects []*manifest.Object) *Resolver {
 	for _, o := range pas {
 		p := PolicyOf(o)
 		switch {
+		case len(p.Selector) > 0 && p.Namespace == rootNamespace:
+			// ComposePeerAuthentication ignores policies with a selector in the root namespace.
 		case len(p.Selector) > 0:
 			r.workloads[p.Namespace] = append(r.workloads[p.Namespace], p)
 		case p.Namespace == rootNamespace:
@@ -92,16 +95,7 @@ func NewResolver(rootNamespace string, objects []*manifest.Object) *Resolver {
 // PolicyOf reads the mTLS settings of a PeerAuthentication object.
 func PolicyOf(o *manifest.Object) *Policy {
 	spec := o.SpecMap()
-	p := &Policy{Object: o, Namespace: o.Namespace, Name: o.Name, Mode: ModeUnset}
-	if sel, ok := spec["selector"].(map[string]any); ok {
-		if ml, ok := sel["matchLabels"].(map[string]any); ok && len(ml) > 0 {
-			p.Selector = map[string]string{}
-			for k, v := range ml {
-				s, _ := v.(string)
-				p.Selector[k] = s
-			}
-		}
-	}
+	p := &Policy{Object: o, Namespace: nsOf(o), Name: o.Name, Mode: ModeUnset, Selector: MatchLabels(spec["selector"])}
 	p.Mode = modeOf(spec["mtls"])
 	if ports, ok := spec["portLevelMtls"].(map[string]any); ok {
 		p.Ports = map[uint32]Mode{}
@@ -163,6 +157,69 @@ func (r *Resolver) Workload(ns string, labels map[string]string) Effective {
 		break // the oldest matching workload policy wins
 	}
 	return e
+}
+
+// MTLS resolves the mode a workload with labels in namespace ns accepts on port (0 for the
+// workload as a whole), as ComposePeerAuthentication (pilot/pkg/security/authn/policy_applier.go)
+// does: mesh, then namespace, then the oldest workload policy selecting it; UNSET inherits; a
+// port-level setting of the workload policy decides its port.
+func (r *Resolver) MTLS(ns string, labels map[string]string, port uint32) Effective {
+	return r.Workload(ns, labels).OnPort(port)
+}
+
+// OnPort narrows an effective policy to one port: the workload policy's port-level mode where
+// it has one.
+func (e Effective) OnPort(port uint32) Effective {
+	if m, ok := e.Ports[port]; ok && port != 0 {
+		return Effective{Mode: m, Level: LevelPort, Policy: e.Policy}
+	}
+	return Effective{Mode: e.Mode, Level: e.Level, Policy: e.Policy}
+}
+
+// Possible resolves the modes workloads may have when only some of their labels are known (a
+// Service's selector, or Istio's `app` label convention): a workload policy whose selector
+// needs labels that are not known may or may not select them. The result lists every mode
+// some of those workloads may accept on port, each with the policy that sets it, oldest
+// policy first; it ends at the first policy that surely selects them, or with the namespace's.
+func (r *Resolver) Possible(ns string, known map[string]string, port uint32) []Effective {
+	base := r.Namespace(ns)
+	var out []Effective
+	for _, p := range r.workloads[ns] {
+		if !compatible(p.Selector, known) {
+			continue
+		}
+		e := base
+		if p.Mode != ModeUnset {
+			e = Effective{Mode: p.Mode, Level: LevelWorkload, Policy: p}
+		} else {
+			e.Level, e.Policy = LevelWorkload, p
+		}
+		if len(p.Ports) > 0 {
+			e.Ports = map[uint32]Mode{}
+			for pt, m := range p.Ports {
+				if m == ModeUnset {
+					m = e.Mode
+				}
+				e.Ports[pt] = m
+			}
+		}
+		out = append(out, e.OnPort(port))
+		if selects(p.Selector, known) {
+			return out
+		}
+	}
+	return append(out, base)
+}
+
+// compatible tells whether a selector may select workloads whose known labels are known: no
+// label it needs has another value there.
+func compatible(selector, known map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := known[k]; ok && got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // StrictNamespaces lists the namespaces among candidates whose namespace-level mode is STRICT.

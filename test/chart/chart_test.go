@@ -154,6 +154,7 @@ func TestWebhookConfiguration(t *testing.T) {
 		plural := map[string]string{
 			manifest.KindVirtualService: "virtualservices", manifest.KindDestinationRule: "destinationrules",
 			manifest.KindPeerAuthentication: "peerauthentications", manifest.KindTelemetry: "telemetries",
+			manifest.KindAuthorizationPolicy: "authorizationpolicies",
 		}
 		for _, kind := range manifest.Kinds() {
 			group, versions := manifest.GroupVersions(kind)
@@ -461,7 +462,7 @@ func TestRBAC(t *testing.T) {
 	want := map[string]map[string][]string{ // component → API group → resources
 		"webhook": {
 			"networking.istio.io": {"destinationrules", "virtualservices"},
-			"security.istio.io":   {"peerauthentications"},
+			"security.istio.io":   {"authorizationpolicies", "peerauthentications"},
 			"telemetry.istio.io":  {"telemetries"},
 			"":                    {"namespaces"},
 		},

@@ -123,7 +123,7 @@ func IstioWebhookRules() []admissionregistrationv1.RuleWithOperations {
 	}
 	return []admissionregistrationv1.RuleWithOperations{
 		rule("networking.istio.io", []string{"v1", "v1beta1", "v1alpha3"}, []string{"virtualservices", "destinationrules"}),
-		rule("security.istio.io", []string{"v1", "v1beta1"}, []string{"peerauthentications"}),
+		rule("security.istio.io", []string{"v1", "v1beta1"}, []string{"peerauthentications", "authorizationpolicies"}),
 		rule("telemetry.istio.io", []string{"v1", "v1alpha1"}, []string{"telemetries"}),
 	}
 }
