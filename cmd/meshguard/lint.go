@@ -20,6 +20,7 @@ func newLintCmd() *cobra.Command {
 		out         reportFlags
 		complete    bool
 		maxFileSize int64
+		namespace   string
 	)
 	cmd := &cobra.Command{
 		Use:   "lint PATH... (or - for standard input)",
@@ -51,6 +52,7 @@ unreadable paths.`,
 			for _, s := range res.Skipped {
 				fmt.Fprintln(cmd.ErrOrStderr(), "meshguard: skipped", s)
 			}
+			lint.Place(res.Objects, namespace)
 			findings, err := lint.Run(cmd.Context(), eng, res.Objects, res.Problems, complete)
 			if err != nil {
 				return err
@@ -62,6 +64,7 @@ unreadable paths.`,
 	rf.register(fs)
 	out.register(fs)
 	fs.BoolVar(&complete, "complete", false, "the files are the whole configuration: also run the rules that report something missing (MG502, MG503, MG504, MG506)")
+	fs.StringVarP(&namespace, "namespace", "n", "default", "the namespace objects without metadata.namespace will be applied to (as kubectl apply -n)")
 	fs.Int64Var(&maxFileSize, "max-file-size", manifest.DefaultMaxFileSize, "refuse input files larger than this many bytes")
 	return cmd
 }

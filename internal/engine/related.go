@@ -78,7 +78,8 @@ func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any 
 		}
 		return map[string]any{"mtls": mtlsFacts(h)}
 	case manifest.KindPeerAuthentication, manifest.KindTelemetry:
-		if scoped(obj) {
+		if scoped(obj) || obj.Namespace == "" {
+			// Without a namespace its neighbours are unknown until it is applied (lint -n places it).
 			return map[string]any{"scoped": true}
 		}
 		return map[string]any{"scoped": false, "group": competing(obj, inv.List(obj.Kind, obj.Namespace))}

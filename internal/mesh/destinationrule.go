@@ -35,11 +35,14 @@ type Subset struct {
 	TrafficPolicy map[string]any
 }
 
-// Names lists the sources as namespace/name.
+// Names lists the sources as namespace/name, each once (a lint run may hold one object in
+// several files).
 func (d *DestinationRule) Names() []string {
-	out := make([]string, len(d.Sources))
-	for i, o := range d.Sources {
-		out[i] = o.Namespace + "/" + o.Name
+	out := make([]string, 0, len(d.Sources))
+	for _, o := range d.Sources {
+		if n := o.Namespace + "/" + o.Name; !slices.Contains(out, n) {
+			out = append(out, n)
+		}
 	}
 	return out
 }
