@@ -37,6 +37,7 @@ unreachable cluster.`,
 			if err != nil {
 				return err
 			}
+			rf.stderr = cmd.ErrOrStderr()
 			_, eng, err := rf.build(cmd.Context())
 			if err != nil {
 				return err
@@ -84,6 +85,7 @@ unreachable cluster.`,
 		},
 	}
 	fs := cmd.Flags()
+	rf.discover = true
 	rf.register(fs)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
 	out.register(fs)

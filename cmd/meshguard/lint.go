@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -21,6 +24,8 @@ func newLintCmd() *cobra.Command {
 		complete    bool
 		maxFileSize int64
 		namespace   string
+		ignore      []string
+		stdinName   string
 	)
 	cmd := &cobra.Command{
 		Use:   "lint PATH... (or - for standard input)",
@@ -40,11 +45,20 @@ unreadable paths.`,
 			if err != nil {
 				return err
 			}
+			rf.stderr = cmd.ErrOrStderr()
 			_, eng, err := rf.build(cmd.Context())
 			if err != nil {
 				return err
 			}
-			loader := manifest.Loader{MaxFileSize: maxFileSize, Stdin: cmd.InOrStdin()}
+			filter, err := lint.NewPathFilter(ignore)
+			if err != nil {
+				return usageError(err)
+			}
+			in, err := readStdin(cmd, args, maxFileSize)
+			if err != nil {
+				return usageError(err)
+			}
+			loader := manifest.Loader{MaxFileSize: maxFileSize, Stdin: bytes.NewReader(in), Skip: filter.Skip}
 			res, err := loader.Load(args)
 			if err != nil {
 				return usageError(err)
@@ -52,21 +66,58 @@ unreadable paths.`,
 			for _, s := range res.Skipped {
 				fmt.Fprintln(cmd.ErrOrStderr(), "meshguard: skipped", s)
 			}
+			for _, n := range filter.Notes {
+				fmt.Fprintln(cmd.ErrOrStderr(), "meshguard: note:", n)
+			}
 			lint.Place(res.Objects, namespace)
 			findings, err := lint.Run(cmd.Context(), eng, res.Objects, res.Problems, complete)
 			if err != nil {
 				return err
 			}
-			return rep.write(cmd, &report.Report{Findings: findings, Rules: eng.Rules(), Files: res.Files, Objects: len(res.Objects)})
+			var paths []string
+			for _, p := range res.Paths {
+				if p == manifest.Stdin {
+					paths = append(paths, lint.StdinFiles(in, stdinName)...)
+					continue
+				}
+				paths = append(paths, p)
+			}
+			rep.read = func(file string) ([]byte, error) {
+				if file == stdinName || file == lint.StdinName {
+					return in, nil
+				}
+				return os.ReadFile(file)
+			}
+			findings = lint.Relocate(findings, in, stdinName)
+			return rep.write(cmd, &report.Report{Findings: findings, Rules: eng.Rules(), Files: res.Files, Objects: len(res.Objects), Paths: paths})
 		},
 	}
 	fs := cmd.Flags()
+	rf.discover = true
 	rf.register(fs)
 	out.register(fs)
+	fs.StringArrayVar(&ignore, "ignore", nil, "leave out files and directories matching this glob (* within a name, ** across directories; without a slash it matches a name anywhere); repeatable")
+	fs.StringVar(&stdinName, "stdin-filename", "", "the file name findings on standard input are reported under (helm's # Source: comments take precedence)")
 	fs.BoolVar(&complete, "complete", false, "the files are the whole configuration: also run the rules that report something missing (MG502, MG503, MG504, MG506)")
 	fs.StringVarP(&namespace, "namespace", "n", "default", "the namespace objects without metadata.namespace will be applied to (as kubectl apply -n)")
 	fs.Int64Var(&maxFileSize, "max-file-size", manifest.DefaultMaxFileSize, "refuse input files larger than this many bytes")
 	return cmd
+}
+
+// readStdin reads standard input when "-" is among the paths, keeping it for --context and for
+// mapping helm's # Source: comments; one byte over the limit lets the loader refuse it.
+func readStdin(cmd *cobra.Command, args []string, limit int64) ([]byte, error) {
+	if !slices.Contains(args, manifest.Stdin) {
+		return nil, nil
+	}
+	if limit <= 0 {
+		limit = manifest.DefaultMaxFileSize
+	}
+	data, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read standard input: %w", err)
+	}
+	return data, nil
 }
 
 func parseFailOn(s string) (engine.Severity, error) {

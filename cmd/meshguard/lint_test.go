@@ -172,7 +172,7 @@ func TestLintSARIFNamesRulesAndLines(t *testing.T) {
 	require.Equal(t, "MG101", res.RuleID)
 	require.Equal(t, "MG101", log.Runs[0].Tool.Driver.Rules[res.RuleIndex].ID)
 	require.NotEmpty(t, log.Runs[0].Tool.Driver.Rules[res.RuleIndex].Help["text"])
-	require.Equal(t, bad, res.Locations[0].PhysicalLocation.ArtifactLocation.URI)
+	require.Equal(t, "file://"+bad, res.Locations[0].PhysicalLocation.ArtifactLocation.URI, "an absolute path outside the working directory is a file URI")
 	require.Equal(t, 12, res.Locations[0].PhysicalLocation.Region.StartLine)
 }
 

@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // exitError carries a process exit code out of a command: 1 for findings at or above
 // --fail-on, 2 for usage errors and unreadable input.
@@ -38,12 +36,16 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "meshguard",
 		Short:         "Keep an Istio mesh honest: lint, admission webhook and runtime checks with one rule set",
-		Version:       version,
+		Version:       readBuildInfo(debug.ReadBuildInfo).String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          requireSubcommand,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
-	root.AddCommand(newLintCmd(), newPoliciesCmd(), newServeCmd(), newAuditCmd(), newCheckCmd(), newGraphCmd())
+	root.SetHelpCommand(newHelpCmd())
+	root.AddCommand(newLintCmd(), newPoliciesCmd(), newServeCmd(), newAuditCmd(), newCheckCmd(), newGraphCmd(), newVersionCmd())
 	return root
 }
 

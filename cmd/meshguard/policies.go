@@ -16,10 +16,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshguard/meshguard/internal/engine"
+	"github.com/meshguard/meshguard/internal/report"
 )
 
 func newPoliciesCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "policies", Short: "List the rules and test policy directories"}
+	cmd := &cobra.Command{Use: "policies", Short: "List the rules and test policy directories", Args: cobra.ArbitraryArgs, RunE: requireSubcommand}
 	cmd.AddCommand(newPoliciesListCmd(), newPoliciesTestCmd())
 	return cmd
 }
@@ -46,6 +47,7 @@ func newPoliciesListCmd() *cobra.Command {
 		Short: "Print every rule with its ID, severity, default parameters and description",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			rf.stderr = cmd.ErrOrStderr()
 			_, eng, err := rf.build(cmd.Context())
 			if err != nil {
 				return err
@@ -72,9 +74,10 @@ func newPoliciesListCmd() *cobra.Command {
 			case "text", "":
 				return listText(cmd.OutOrStdout(), rows)
 			}
-			return usageError(fmt.Errorf("unknown output format %q (want text, json, md)", output))
+			return usageError(report.UnknownFormat(output, "text", "json", "md"))
 		},
 	}
+	rf.discover = true
 	rf.register(cmd.Flags())
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or md")
 	return cmd

@@ -34,6 +34,9 @@ type Loader struct {
 	MaxFileSize int64
 	// Stdin is read for the path "-".
 	Stdin io.Reader
+	// Skip, when set, leaves out a path (a file or directory, given or found while walking),
+	// for --ignore and for Helm chart templates.
+	Skip func(path string, isDir bool) bool
 }
 
 // Result is what a load found: the objects to check, the documents that could not be checked,
@@ -42,7 +45,9 @@ type Result struct {
 	Objects  []*Object
 	Problems []*Problem
 	Files    int
-	Skipped  []string
+	// Paths are the files read, in order ("-" for standard input).
+	Paths   []string
+	Skipped []string
 }
 
 // Load reads every path. It returns an error only for paths that cannot be read at all (missing,
@@ -56,7 +61,12 @@ func (l Loader) Load(paths []string) (*Result, error) {
 			files = append(files, Stdin)
 			continue
 		}
-		found, skipped, err := walk(p)
+		if l.Skip != nil {
+			if info, err := os.Stat(p); err == nil && l.Skip(p, info.IsDir()) {
+				continue
+			}
+		}
+		found, skipped, err := walk(p, l.Skip)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -71,6 +81,7 @@ func (l Loader) Load(paths []string) (*Result, error) {
 		return nil, err
 	}
 	res.Files = len(files)
+	res.Paths = files
 
 	// Parse files in parallel; results keep the order of the files.
 	type fileResult struct {
@@ -142,10 +153,13 @@ func (l Loader) read(path string) ([]byte, error) {
 
 // walk lists the YAML and JSON files under root, following symbolic links but visiting each
 // directory once, so a link back to an ancestor is skipped instead of looping.
-func walk(root string) (files, skipped []string, err error) {
+func walk(root string, skip func(string, bool) bool) (files, skipped []string, err error) {
 	info, err := os.Stat(root)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", root, err)
+	}
+	if skip == nil {
+		skip = func(string, bool) bool { return false }
 	}
 	if !info.IsDir() {
 		return []string{root}, nil, nil
@@ -178,6 +192,7 @@ func walk(root string) (files, skipped []string, err error) {
 				mode = st.Mode().Type()
 			}
 			switch {
+			case skip(p, mode.IsDir()):
 			case mode.IsDir():
 				if strings.HasPrefix(e.Name(), ".") && e.Name() != "." {
 					continue // .git and friends
