@@ -23,11 +23,13 @@ type Index struct {
 	objects      map[string][]*manifest.Object // DestinationRules by namespace
 	drs          map[string]*destinationRules
 	pas          []*manifest.Object
+	vss          []*manifest.Object
 	mtls         *Resolver
 	services     map[string]Service // by FQDN
 }
 
-// NewIndex indexes the DestinationRules and PeerAuthentications among objects, and services.
+// NewIndex indexes the DestinationRules, PeerAuthentications and VirtualServices among objects,
+// and services.
 // root is Istio's root namespace, domain the cluster domain ("" for cluster.local).
 func NewIndex(root, domain string, objects []*manifest.Object, services []Service) *Index {
 	ix := &Index{root: root, domain: orDomain(domain), objects: map[string][]*manifest.Object{},
@@ -38,6 +40,8 @@ func NewIndex(root, domain string, objects []*manifest.Object, services []Servic
 			ix.objects[nsOf(o)] = append(ix.objects[nsOf(o)], o)
 		case manifest.KindPeerAuthentication:
 			ix.pas = append(ix.pas, o)
+		case manifest.KindVirtualService:
+			ix.vss = append(ix.vss, o)
 		}
 	}
 	for ns, objs := range ix.objects {
@@ -52,7 +56,7 @@ func NewIndex(root, domain string, objects []*manifest.Object, services []Servic
 
 // With returns the index as it would be with obj in place of its stored version (same kind,
 // namespace and name), or without it when remove is set. Only what obj touches is rebuilt: the
-// DestinationRules of its namespace, or the PeerAuthentications.
+// DestinationRules of its namespace, the VirtualServices, or the PeerAuthentications.
 func (ix *Index) With(obj *manifest.Object, remove bool) *Index {
 	out := *ix
 	switch obj.Kind {
@@ -71,6 +75,16 @@ func (ix *Index) With(obj *manifest.Object, remove bool) *Index {
 		out.drs = maps.Clone(ix.drs)
 		out.objects[ns] = objs
 		out.drs[ns] = newDestinationRules(ns, ix.root, objs, ix.domain)
+	case manifest.KindVirtualService:
+		out.vss = nil
+		for _, o := range ix.vss {
+			if o.Namespace != obj.Namespace || o.Name != obj.Name {
+				out.vss = append(out.vss, o)
+			}
+		}
+		if !remove {
+			out.vss = append(out.vss, obj)
+		}
 	case manifest.KindPeerAuthentication:
 		out.pas = nil
 		for _, o := range ix.pas {
