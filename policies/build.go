@@ -7,11 +7,12 @@ import (
 
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/engine"
+	"github.com/meshguard/meshguard/internal/validate"
 )
 
 // Engine builds the evaluation engine every meshguard command uses: the built-in bundle plus
-// the user's policy directories, tuned by cfg. now (nil for the wall clock) is the day
-// exceptions expire against.
+// the user's policy directories, tuned by cfg, and the cluster's validation of each object.
+// now (nil for the wall clock) is the day exceptions expire against.
 func Engine(ctx context.Context, cfg *config.Config, policyDirs []string, now func() time.Time) (*engine.Engine, error) {
 	rules, err := All()
 	if err != nil {
@@ -37,7 +38,11 @@ func Engine(ctx context.Context, cfg *config.Config, policyDirs []string, now fu
 			return nil, err
 		}
 	}
-	e, err := engine.New(ctx, engine.Options{Rules: rules, Custom: custom, Config: cfg, Now: now})
+	val, err := validate.Default()
+	if err != nil {
+		return nil, err
+	}
+	e, err := engine.New(ctx, engine.Options{Rules: rules, Custom: custom, Config: cfg, Now: now, Validator: val})
 	if err != nil {
 		return nil, errors.Join(errors.New("build rule engine"), err)
 	}

@@ -1,8 +1,8 @@
 // Package policies is meshguard's built-in rule bundle. Each rule is one directory,
 // `MGnnn-slug/`, holding rule.yaml (ID, severity, parameters with defaults, description,
 // remediation), the rule itself in rule.cel or rule.rego, and testdata/pass.yaml and
-// testdata/fail.yaml. Rules MG001, MG002, MG008 and MG009 are implemented by the engine; their
-// directories carry metadata and tests only.
+// testdata/fail.yaml. Rules MG001, MG002, MG003, MG008 and MG009 are implemented by the
+// engine; their directories carry metadata and tests only.
 package policies
 
 import (
@@ -19,6 +19,7 @@ var bundle embed.FS
 var dirs = []string{
 	"MG001-invalid-document",
 	"MG002-evaluation-limit",
+	"MG003-istio-validation-warning",
 	"MG008-malformed-exception",
 	"MG009-expired-exception",
 	"MG101-retry-attempts",

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshguard/meshguard/internal/engine"
+	"github.com/meshguard/meshguard/internal/validate"
 )
 
 // fixedNow keeps exception expiry in the testdata reproducible.
@@ -21,7 +22,9 @@ func newEngine(t testing.TB) (*engine.Engine, []*engine.Rule) {
 	t.Helper()
 	rules, err := All()
 	require.NoError(t, err)
-	e, err := engine.New(context.Background(), engine.Options{Rules: rules, Now: fixedNow})
+	val, err := validate.Default()
+	require.NoError(t, err)
+	e, err := engine.New(context.Background(), engine.Options{Rules: rules, Now: fixedNow, Validator: val})
 	require.NoError(t, err)
 	return e, rules
 }

@@ -130,6 +130,8 @@ func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request)
 		}
 		return h.verdict(rs, req, []engine.Finding{*f})
 	}
+	// The cluster's validation (CRD schema, istiod) first; the rules still run on what decoded.
+	valid := rs.Engine.Validate(ctx, obj)
 
 	cfg := rs.Config
 	base, err := h.Inventory.Inventory(cfg.RootNamespace, cfg.MeshDomain)
@@ -141,6 +143,7 @@ func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request)
 	if err != nil {
 		return h.refuse(req, http.StatusInternalServerError, err)
 	}
+	findings = append(valid, findings...)
 	if obj.Kind == manifest.KindPeerAuthentication {
 		// A PeerAuthentication also changes the mesh as a whole (MG504); say so, never deny.
 		meshFindings, err := rs.Engine.ReviewInventory(ctx, inv)

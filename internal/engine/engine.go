@@ -39,6 +39,15 @@ type Options struct {
 	Config *config.Config
 	// Now is the clock exceptions expire against; nil means time.Now.
 	Now func() time.Time
+	// Validator judges each object as the cluster would before storing it (MG001, MG003);
+	// nil leaves that to the cluster.
+	Validator Validator
+}
+
+// Validator judges an object as the cluster does before it stores it (internal/validate): what
+// it refuses, and what it accepts with a warning (Problem.Warning).
+type Validator interface {
+	Validate(ctx context.Context, o *manifest.Object) []*manifest.Problem
 }
 
 // Engine evaluates a compiled bundle. Build one with New; it is safe for concurrent use.
@@ -54,6 +63,7 @@ type Engine struct {
 	celKind  map[celKey][]*celGroup
 	rego     *regoSet
 	custom   *CustomRego
+	valid    Validator
 	paramsV  *ast.Term
 	// paramsAny is params typed for CEL's allParams variable.
 	paramsAny map[string]any
@@ -66,7 +76,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		cfg = config.Default()
 	}
 	e := &Engine{
-		cfg: cfg, now: opts.Now, custom: opts.Custom,
+		cfg: cfg, now: opts.Now, custom: opts.Custom, valid: opts.Validator,
 		byID: map[string]*Rule{}, enabled: map[string]bool{}, severity: map[string]Severity{},
 		params: map[string]map[string]any{}, cel: map[string]*celProgram{}, celKind: map[celKey][]*celGroup{},
 	}
@@ -239,6 +249,21 @@ func (e *Engine) Problem(p *manifest.Problem) *Finding {
 		f.Hint = "Make the document valid YAML or JSON with apiVersion and kind, or leave the file out of the paths given."
 	}
 	return f
+}
+
+// Validate judges obj as the cluster would (Options.Validator): MG001 for what it refuses, MG003
+// for its warnings. Rules still review what decoded, so call Review as well.
+func (e *Engine) Validate(ctx context.Context, obj *manifest.Object) []Finding {
+	if e.valid == nil {
+		return nil
+	}
+	var fs []Finding
+	for _, p := range e.valid.Validate(ctx, obj) {
+		if f := e.Problem(p); f != nil {
+			fs = append(fs, *f)
+		}
+	}
+	return fs
 }
 
 // Review evaluates every enabled rule that applies to obj, comparing it against inv.

@@ -13,9 +13,10 @@ import (
 	"github.com/meshguard/meshguard/internal/manifest"
 )
 
-// Run evaluates every object against the inventory of all of them, turns load problems into
-// MG001 findings, and returns the findings sorted. complete says the objects are the whole
-// configuration, which lets the rules that report something missing run.
+// Run validates every object as the cluster would (MG001, MG003), evaluates it against the
+// inventory of all of them, turns load problems into MG001 findings, and returns the findings
+// sorted. complete says the objects are the whole configuration, which lets the rules that
+// report something missing run.
 func Run(ctx context.Context, eng *engine.Engine, objects []*manifest.Object, problems []*manifest.Problem, complete bool) ([]engine.Finding, error) {
 	cfg := eng.Config()
 	inv := engine.NewIndex(objects, complete, cfg.RootNamespace, cfg.MeshDomain)
@@ -36,7 +37,11 @@ func Run(ctx context.Context, eng *engine.Engine, objects []*manifest.Object, pr
 		go func() {
 			defer wg.Done()
 			for i := range next {
+				// The cluster's validation, then the rules on what decoded: the author sees
+				// everything at once.
+				valid := eng.Validate(ctx, objects[i])
 				results[i], errs[i] = eng.Review(ctx, objects[i], inv)
+				results[i] = append(valid, results[i]...)
 			}
 		}()
 	}

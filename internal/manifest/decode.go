@@ -31,6 +31,8 @@ type Problem struct {
 	Name       string
 	// Annotations of the document, where it got that far.
 	Annotations map[string]string
+	// Warning marks what Istio accepts but warns about (MG003) rather than refuses (MG001).
+	Warning bool
 }
 
 func (p *Problem) Error() string {

@@ -1,0 +1,191 @@
+package validate
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	apiextensionsinternal "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/listtype"
+	schemaobjectmeta "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/objectmeta"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
+	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
+
+	"github.com/meshguard/meshguard/internal/manifest"
+)
+
+// crdFile is kubernetes/customresourcedefinitions.gen.yaml of the istio.io/api version go.mod
+// pins (go generate refreshes it; a test keeps it equal to the module's file).
+//
+//go:generate sh -c "cp \"$(go list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml\" crds.gen.yaml && chmod 644 crds.gen.yaml"
+//go:embed crds.gen.yaml
+var crdFile []byte
+
+// crdVersion is one served version of one CRD, compiled: what kube-apiserver's customresource
+// strategy holds per version.
+type crdVersion struct {
+	namespaced bool
+	status     bool
+	structural *structuralschema.Structural
+	schema     apiservervalidation.SchemaValidator
+	cel        *cel.Validator
+}
+
+type groupKind struct{ group, kind string }
+
+// loadCRDs compiles every served version of every CRD in data, keyed by group, kind and version.
+func loadCRDs(data []byte) (map[groupKind]map[string]*crdVersion, error) {
+	out := map[groupKind]map[string]*crdVersion{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 1<<20)
+	for {
+		var crd apiextensionsv1.CustomResourceDefinition
+		if err := dec.Decode(&crd); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("decode Istio CRDs: %w", err)
+		}
+		if crd.Kind != "CustomResourceDefinition" {
+			continue
+		}
+		gk := groupKind{crd.Spec.Group, crd.Spec.Names.Kind}
+		out[gk] = map[string]*crdVersion{}
+		for _, v := range crd.Spec.Versions {
+			if !v.Served || v.Schema == nil {
+				continue
+			}
+			cv, err := compileVersion(v)
+			if err != nil {
+				return nil, fmt.Errorf("compile CRD %s version %s: %w", crd.Name, v.Name, err)
+			}
+			cv.namespaced = crd.Spec.Scope == apiextensionsv1.NamespaceScoped
+			out[gk][v.Name] = cv
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("decode Istio CRDs: no CustomResourceDefinition found")
+	}
+	return out, nil
+}
+
+// compileVersion builds the schema validator, the structural schema and the CEL programs the
+// way kube-apiserver's CRD handler does (customresource_handler.go), once.
+func compileVersion(v apiextensionsv1.CustomResourceDefinitionVersion) (*crdVersion, error) {
+	internal := &apiextensionsinternal.CustomResourceValidation{}
+	if err := apiextensionsv1.Convert_v1_CustomResourceValidation_To_apiextensions_CustomResourceValidation(v.Schema, internal, nil); err != nil {
+		return nil, fmt.Errorf("convert schema: %w", err)
+	}
+	s, err := structuralschema.NewStructural(internal.OpenAPIV3Schema)
+	if err != nil {
+		return nil, fmt.Errorf("structural schema: %w", err)
+	}
+	sv, _, err := apiservervalidation.NewSchemaValidator(internal.OpenAPIV3Schema)
+	if err != nil {
+		return nil, fmt.Errorf("schema validator: %w", err)
+	}
+	return &crdVersion{
+		status:     v.Subresources != nil && v.Subresources.Status != nil,
+		structural: s,
+		schema:     sv,
+		// PerCallLimit bounds each rule's evaluation, as in the API server.
+		cel: cel.NewValidator(s, true, celconfig.PerCallLimit),
+	}, nil
+}
+
+// validate runs, on a copy of obj, what kube-apiserver runs on a create with strict field
+// validation: unknown fields (pruning), object metadata, the OpenAPI schema, list-type
+// invariants and the x-kubernetes-validations CEL rules within the per-request cost budget.
+func (cv *crdVersion) validate(ctx context.Context, obj map[string]any) []Issue {
+	u := runtime.DeepCopyJSON(obj)
+	if cv.status {
+		delete(u, "status") // a create cannot set status: the API server drops it
+	}
+	var issues []Issue
+	unknown := pruning.PruneWithOptions(u, cv.structural, true, structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true})
+	_, _, metaUnknown, err := schemaobjectmeta.GetObjectMetaWithOptions(u, schemaobjectmeta.ObjectMetaOptions{ReturnUnknownFieldPaths: true})
+	if err != nil {
+		return append(issues, Issue{Path: "metadata", Message: err.Error()})
+	}
+	for _, p := range append(unknown, metaUnknown...) {
+		// The API server's words under strict field validation (kubectl's default).
+		issues = append(issues, Issue{Path: meshPath(p), Message: fmt.Sprintf("unknown field %q", p)})
+	}
+
+	meta := &unstructured.Unstructured{Object: u}
+	if cv.namespaced && meta.GetNamespace() == "" {
+		// The API server takes the namespace from the request; a file may leave it out.
+		meta.SetNamespace("default")
+	}
+	var errs field.ErrorList
+	errs = append(errs, apimachineryvalidation.ValidateObjectMetaAccessor(meta, cv.namespaced, apimachineryvalidation.NameIsDNSSubdomain, field.NewPath("metadata"))...)
+	errs = append(errs, apiservervalidation.ValidateCustomResource(nil, u, cv.schema)...)
+	errs = append(errs, schemaobjectmeta.Validate(ctx, nil, u, cv.structural, false)...)
+	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, cv.structural, u)...)
+	if !blocking(errs) {
+		// As the API server, CEL rules run only when the types are what the schema promises.
+		celErrs, _ := cv.cel.Validate(ctx, nil, cv.structural, u, nil, celconfig.RuntimeCELCostBudget)
+		errs = append(errs, celErrs...)
+	}
+	for _, e := range errs {
+		issues = append(issues, Issue{Path: meshPath(e.Field), Message: e.ErrorBody()})
+	}
+	return issues
+}
+
+// blocking mirrors hasBlockingErr in the API server's customresource strategy.
+func blocking(errs field.ErrorList) bool {
+	for _, e := range errs {
+		switch e.Type {
+		case field.ErrorTypeNotSupported, field.ErrorTypeRequired, field.ErrorTypeTooLong, field.ErrorTypeTooMany, field.ErrorTypeTypeInvalid:
+			return true
+		}
+	}
+	return false
+}
+
+// meshPath rewrites a path as the API server prints it (spec.http[0].match,
+// metadata.labels[app.kubernetes.io/name]) in meshguard's notation, which quotes keys that are
+// not identifiers.
+func meshPath(p string) string {
+	out := ""
+	for len(p) > 0 {
+		switch p[0] {
+		case '.':
+			p = p[1:]
+		case '[':
+			end := strings.IndexByte(p, ']')
+			if end < 0 {
+				end = len(p)
+			}
+			key := p[1:end]
+			if i, err := strconv.Atoi(key); err == nil && i >= 0 {
+				out = manifest.JoinIndex(out, i)
+			} else {
+				out = manifest.JoinField(out, key)
+			}
+			p = p[min(end+1, len(p)):]
+		default:
+			end := strings.IndexAny(p, ".[")
+			if end < 0 {
+				end = len(p)
+			}
+			out = manifest.JoinField(out, p[:end])
+			p = p[end:]
+		}
+	}
+	return out
+}

@@ -1,0 +1,121 @@
+package validate_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshguard/meshguard/internal/manifest"
+	"github.com/meshguard/meshguard/internal/validate"
+)
+
+var (
+	sharedOnce sync.Once
+	shared     *validate.Validator
+	sharedErr  error
+)
+
+// validator compiles the CRDs once for the whole test binary, as a process does.
+func validator(t testing.TB) *validate.Validator {
+	t.Helper()
+	sharedOnce.Do(func() { shared, sharedErr = validate.New() })
+	require.NoError(t, sharedErr)
+	return shared
+}
+
+func parseOne(t testing.TB, doc string) *manifest.Object {
+	t.Helper()
+	objs, probs := manifest.Parse("test.yaml", []byte(doc))
+	require.Empty(t, probs)
+	require.Len(t, objs, 1)
+	return objs[0]
+}
+
+func TestTheCRDSchemaRefusesWhatKubectlApplyRefuses(t *testing.T) {
+	v := validator(t)
+	const vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: checkout, namespace: shop}\nspec:\n  hosts: [checkout]\n  http:\n  - route: [{destination: {host: checkout}}]\n"
+	for _, tc := range []struct {
+		name     string
+		doc      string
+		wantPath string // "" means the object is valid
+		wantMsg  string
+	}{
+		{"a well-formed route passes", vs + "    timeout: 5s\n    retries: {attempts: 2, perTryTimeout: 1s}\n", "", ""},
+		{"attempts written as a string is a type error", vs + "    retries: {attempts: \"2\"}\n", "spec.http[0].retries.attempts", "must be of type integer"},
+		{"a negative timeout is refused", vs + "    timeout: -5s\n", "spec.http[0].timeout", "duration"},
+		{"a timeout under a millisecond is refused", vs + "    timeout: 500us\n", "spec.http[0].timeout", "1ms"},
+		{"a per-try timeout under a millisecond is refused", vs + "    retries: {attempts: 2, perTryTimeout: 100us}\n", "spec.http[0].retries.perTryTimeout", "1ms"},
+		{"a port-level mTLS port above 65535 is refused", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: shop}\nspec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"70000\": {mode: STRICT}}\n", "spec.portLevelMtls", "65535"},
+		{"a top-level field the CRD does not know is refused", vs + "specs: {}\n", "specs", `unknown field "specs"`},
+		{"an upper-case name is refused", strings.Replace(vs, "name: checkout", "name: Checkout", 1), "metadata.name", "RFC 1123"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			issues := v.Schema(context.Background(), parseOne(t, tc.doc).Raw)
+			if tc.wantPath == "" {
+				require.Empty(t, issues)
+				return
+			}
+			require.NotEmpty(t, issues)
+			require.Equal(t, tc.wantPath, issues[0].Path, "%+v", issues)
+			require.Contains(t, issues[0].Message, tc.wantMsg)
+			require.Equal(t, validate.SourceAPIServer, issues[0].Source)
+		})
+	}
+}
+
+func TestIstiodRefusesWhatItsWebhookRefuses(t *testing.T) {
+	v := validator(t)
+	for _, tc := range []struct {
+		name    string
+		doc     string
+		wantErr string // "" means no error
+		warning string // "" means no warning
+	}{
+		{"a DestinationRule with a host passes", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: shop}\nspec: {host: reviews}\n", "", ""},
+		{"retryOn with a space after the comma is refused", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: shop}\nspec:\n  hosts: [r]\n  http:\n  - route: [{destination: {host: r}}]\n    retries: {attempts: 2, retryOn: \"5xx, connect-failure\"}\n", "retryOn", ""},
+		{"port-level mTLS without a selector is refused", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: shop}\nspec:\n  portLevelMtls: {\"8080\": {mode: DISABLE}}\n", "selector", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var errs, warns []string
+			for _, is := range v.Object(context.Background(), parseOne(t, tc.doc)) {
+				if is.Warning {
+					warns = append(warns, is.Message)
+				} else {
+					errs = append(errs, is.Source+": "+is.Message)
+				}
+			}
+			if tc.wantErr == "" {
+				require.Empty(t, errs)
+			} else {
+				require.NotEmpty(t, errs)
+				require.Contains(t, strings.Join(errs, "\n"), tc.wantErr)
+			}
+			if tc.warning == "" {
+				require.Empty(t, warns)
+			} else {
+				require.Contains(t, strings.Join(warns, "\n"), tc.warning)
+			}
+		})
+	}
+}
+
+// TestTheEmbeddedCRDsAreThoseOfThePinnedAPIModule fails when go.mod moves istio.io/api and
+// `go generate ./internal/validate` was not run.
+func TestTheEmbeddedCRDsAreThoseOfThePinnedAPIModule(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/api").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	want, err := os.ReadFile(filepath.Join(string(bytes.TrimSpace(out)), "kubernetes", "customresourcedefinitions.gen.yaml"))
+	require.NoError(t, err)
+	got, err := os.ReadFile("crds.gen.yaml")
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(want, got), "crds.gen.yaml differs from istio.io/api's: run go generate ./internal/validate")
+}
