@@ -112,6 +112,23 @@ func listMarkdown(w io.Writer, rows []ruleListing) error {
 		desc := strings.ReplaceAll(strings.SplitN(r.Description, "\n\n", 2)[0], "\n", " ")
 		fmt.Fprintf(ew, "| %s | %s | %s | %s | **%s.** %s |\n", r.ID, r.Severity, strings.Join(r.Kinds, ", "), paramString(r.Params), r.Title, desc)
 	}
+	// One heading per rule: its anchor (#mg101) is the helpUri of SARIF results and the link of
+	// the GitHub step summary.
+	fmt.Fprintln(ew, "\n## Rules in detail")
+	for _, r := range rows {
+		kinds := "kinds " + strings.Join(r.Kinds, ", ")
+		if kinds == "kinds *" {
+			kinds = "every kind"
+		}
+		fmt.Fprintf(ew, "\n### %s\n\n**%s.** Severity %s; %s", r.ID, r.Title, r.Severity, kinds)
+		if p := paramString(r.Params); p != "" {
+			fmt.Fprintf(ew, "; parameters %s", p)
+		}
+		fmt.Fprintf(ew, ".\n\n%s\n", r.Description)
+		if r.Remediation != "" {
+			fmt.Fprintf(ew, "\nFix: %s\n", strings.TrimSpace(r.Remediation))
+		}
+	}
 	_, err := io.WriteString(w, ew.String())
 	return err
 }
