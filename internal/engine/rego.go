@@ -69,13 +69,16 @@ func builtins(domain string, envoy *cel.Env) []builtin {
 // celCount keys the number of CEL expressions compiled in one evaluation.
 type celCount struct{}
 
-// regoOpts are the options every Rego query is prepared with: meshguard's functions, and
-// unless unsafe is set, OPA's built-ins without those that reach outside the evaluation.
+// regoOpts are the options every Rego query is prepared with: meshguard's functions, built-in
+// errors as errors (by default OPA takes a failing built-in as "undefined", so a policy that
+// cannot read what an author wrote would pass it), and unless unsafe is set, OPA's built-ins
+// without those that reach outside the evaluation.
 func regoOpts(bs []builtin, unsafe bool) []func(*rego.Rego) {
-	out := make([]func(*rego.Rego), 0, len(bs)+1)
+	out := make([]func(*rego.Rego), 0, len(bs)+2)
 	for _, b := range bs {
 		out = append(out, b.opt)
 	}
+	out = append(out, rego.StrictBuiltinErrors(true))
 	if !unsafe {
 		out = append(out, rego.Capabilities(sandboxCapabilities()))
 	}
