@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,14 +36,18 @@ type checkFlags struct {
 	listenAddress    string
 	flushTimeout     time.Duration
 	restoreFromAM    bool
-	logLevel         string
+	log              logFlags
 	checkerNamespace string
+	prometheusAuth   endpointFlags
+	alertmanagerAuth endpointFlags
 }
 
 func (f *checkFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.configPath, "config", "", "meshguard config file (its check section: endpoints, interval, window, thresholds, namespaces, extra labels)")
 	fs.StringVar(&f.prometheusURL, "prometheus-url", "", "Prometheus base URL (overrides check.prometheus.url)")
+	f.prometheusAuth.register(fs, "prometheus", "Prometheus")
 	fs.StringArrayVar(&f.alertmanagers, "alertmanager-url", nil, "Alertmanager base URL; repeatable, every one gets every alert (overrides check.alertmanagers)")
+	f.alertmanagerAuth.register(fs, "alertmanager", "the Alertmanagers of --alertmanager-url")
 	fs.DurationVar(&f.interval, "interval", 0, "time between two checks (default from config: 30s)")
 	fs.DurationVar(&f.window, "window", 0, "range the rates are taken over (default from config: 5m)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications from the cluster of this kubeconfig (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
@@ -54,7 +57,7 @@ func (f *checkFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.listenAddress, "listen-address", ":8080", "daemon mode: address of /metrics, /healthz and /readyz")
 	fs.DurationVar(&f.flushTimeout, "flush-timeout", 15*time.Second, "on shutdown, how long to keep trying to deliver queued alerts")
 	fs.BoolVar(&f.restoreFromAM, "restore", true, "daemon mode: at start, read back from Alertmanager the alerts a previous run left firing (keeps their start times, resolves the ones that cleared)")
-	fs.StringVar(&f.logLevel, "log-level", "info", "daemon log level: debug, info, warn or error")
+	f.log.register(fs, "text")
 	fs.StringVar(&f.checkerNamespace, "checker-namespace", os.Getenv("POD_NAMESPACE"), "namespace label of MeshCheckerDegraded (default: $POD_NAMESPACE)")
 }
 
@@ -112,11 +115,13 @@ func buildCheckSetup(f *checkFlags, fs *pflag.FlagSet) (*checkSetup, error) {
 		return nil, usageError(err)
 	}
 	c := &cfg.Check
-	if f.prometheusURL != "" {
-		c.Prometheus.URL = f.prometheusURL
-	}
+	c.Prometheus = f.prometheusAuth.endpoint(f.prometheusURL, c.Prometheus)
 	if fs.Changed("alertmanager-url") {
-		c.Alertmanagers = checkEndpoints(f.alertmanagers, c.Alertmanagers)
+		eps := make([]config.Endpoint, 0, len(f.alertmanagers))
+		for _, u := range f.alertmanagers {
+			eps = append(eps, f.alertmanagerAuth.endpoint(u, c.Alertmanagers...))
+		}
+		c.Alertmanagers = eps
 	}
 	if fs.Changed("interval") {
 		c.Interval = config.Duration{Duration: f.interval}
@@ -143,20 +148,38 @@ func buildCheckSetup(f *checkFlags, fs *pflag.FlagSet) (*checkSetup, error) {
 	return &checkSetup{cfg: cfg, settings: settings, source: source, querier: prom, ams: c.Alertmanagers}, nil
 }
 
-// checkEndpoints turns URLs from flags into endpoints, keeping the credentials the config file
-// gives the same URL.
-func checkEndpoints(urls []string, configured []config.Endpoint) []config.Endpoint {
-	out := make([]config.Endpoint, 0, len(urls))
-	for _, u := range urls {
-		ep := config.Endpoint{URL: u}
-		for _, c := range configured {
-			if strings.TrimRight(c.URL, "/") == strings.TrimRight(u, "/") {
-				ep = c
-			}
-		}
-		out = append(out, ep)
+// endpointFlags give on the command line the credentials and CA of an endpoint whose URL a flag
+// names. Credentials follow their URL: the config file's token, password and TLS settings are
+// for the host it names, and are never sent to another one.
+type endpointFlags struct {
+	tokenFile, caFile string
+}
+
+func (e *endpointFlags) register(fs *pflag.FlagSet, prefix, what string) {
+	fs.StringVar(&e.tokenFile, prefix+"-bearer-token-file", "", "file holding the bearer token for "+what+
+		" (a URL given by flag gets no credentials from --config unless it is the same URL)")
+	fs.StringVar(&e.caFile, prefix+"-ca-file", "", "CA certificate file to verify "+what+" with")
+}
+
+// endpoint returns the endpoint of url ("" keeps the first configured one's URL): the configured
+// endpoint of the same URL with its credentials, or a bare one, then what the flags give.
+func (e *endpointFlags) endpoint(url string, configured ...config.Endpoint) config.Endpoint {
+	if url == "" && len(configured) > 0 {
+		url = configured[0].URL
 	}
-	return out
+	ep := config.Endpoint{URL: url}
+	for _, c := range configured {
+		if strings.TrimRight(c.URL, "/") == strings.TrimRight(url, "/") {
+			ep = c
+		}
+	}
+	if e.tokenFile != "" {
+		ep.BearerToken, ep.BearerTokenFile, ep.BasicAuth = "", e.tokenFile, nil
+	}
+	if e.caFile != "" {
+		ep.TLS = &config.TLS{CAFile: e.caFile}
+	}
+	return ep
 }
 
 // checkConfigSource picks where the Istio objects come from: files, or the cluster.
@@ -189,10 +212,11 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 	if err != nil {
 		return err
 	}
-	logger, err := checkLogger(cmd.ErrOrStderr(), f.logLevel)
+	h, err := f.log.handler(cmd.ErrOrStderr(), 0)
 	if err != nil {
-		return usageError(err)
+		return err
 	}
+	logger := slog.New(h)
 	if f.once {
 		return runCheckOnce(cmd, f, setup, logger)
 	}
@@ -206,14 +230,6 @@ func checkFormat(s string) (string, error) {
 		}
 	}
 	return "", usageError(fmt.Errorf("-o %q: want one of %s", s, strings.Join(checks.ReportFormats(), ", ")))
-}
-
-func checkLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 func checkNotifier(ams []config.Endpoint, metrics *checks.Metrics, logger *slog.Logger) (*checks.Notifier, error) {

@@ -15,12 +15,13 @@ import (
 
 func newGraphCmd() *cobra.Command {
 	var (
-		configPath    string
-		prometheusURL string
-		window        time.Duration
-		configFrom    []string
-		kubeconfig    string
-		output        string
+		configPath     string
+		prometheusURL  string
+		window         time.Duration
+		configFrom     []string
+		kubeconfig     string
+		output         string
+		prometheusAuth endpointFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "graph",
@@ -44,9 +45,7 @@ Output: -o json, or -o dot for Graphviz (meshguard graph -o dot | dot -Tsvg > me
 			if err != nil {
 				return usageError(err)
 			}
-			if prometheusURL != "" {
-				cfg.Check.Prometheus.URL = prometheusURL
-			}
+			cfg.Check.Prometheus = prometheusAuth.endpoint(prometheusURL, cfg.Check.Prometheus)
 			if cfg.Check.Prometheus.URL == "" {
 				return usageError(errors.New("no Prometheus: give --prometheus-url or check.prometheus.url in --config"))
 			}
@@ -82,6 +81,7 @@ Output: -o json, or -o dot for Graphviz (meshguard graph -o dot | dot -Tsvg > me
 	fs := cmd.Flags()
 	fs.StringVar(&configPath, "config", "", "meshguard config file (Prometheus endpoint and credentials, root namespace, mesh domain)")
 	fs.StringVar(&prometheusURL, "prometheus-url", "", "Prometheus base URL (overrides check.prometheus.url)")
+	prometheusAuth.register(fs, "prometheus", "Prometheus")
 	fs.DurationVar(&window, "window", 5*time.Minute, "range the rates and latencies are taken over (default from config: 5m)")
 	fs.StringArrayVar(&configFrom, "config-from", nil, "read VirtualServices and DestinationRules from manifest files or directories; repeatable")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "read them from the cluster of this kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
