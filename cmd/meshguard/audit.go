@@ -15,6 +15,7 @@ func newAuditCmd() *cobra.Command {
 	var (
 		rf         ruleFlags
 		out        reportFlags
+		logs       logFlags
 		kubeconfig string
 		namespace  string
 	)
@@ -32,7 +33,11 @@ unreachable cluster.`,
   meshguard audit --kubeconfig ~/.kube/prod --fail-on warning -o sarif > audit.sarif`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			tuneGC(logr.Discard())
+			h, err := logs.handler(cmd.ErrOrStderr(), 0)
+			if err != nil {
+				return err
+			}
+			tuneGC(logr.FromSlogHandler(h))
 			rep, err := out.reporter(cmd)
 			if err != nil {
 				return err
@@ -89,6 +94,7 @@ unreachable cluster.`,
 	rf.register(fs)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
 	out.register(fs)
+	logs.register(fs, "text")
 	fs.StringVarP(&namespace, "namespace", "n", "", "report only the findings of objects in this namespace (the whole cluster is still the inventory)")
 	return cmd
 }

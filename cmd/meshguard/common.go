@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -101,6 +102,35 @@ func switchRules(cfg *config.Config, ids []string, on bool) {
 			cfg.Rules[id] = rc
 		}
 	}
+}
+
+// logFlags are the logging flags of every command that logs (serve, check, audit): one name and
+// one meaning for each.
+type logFlags struct {
+	level  string
+	format string
+}
+
+func (f *logFlags) register(fs *pflag.FlagSet, defaultFormat string) {
+	fs.StringVar(&f.level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.format, "log-format", defaultFormat, "log format: json or text")
+}
+
+// handler returns the slog handler the flags ask for; verbosity (serve's --v) lowers the level
+// further, since logr's V(n) is slog level -n.
+func (f *logFlags) handler(w io.Writer, verbosity int) (slog.Handler, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.level)); err != nil {
+		return nil, usageError(fmt.Errorf("--log-level %q: want debug, info, warn or error", f.level))
+	}
+	opts := &slog.HandlerOptions{Level: min(level, slog.Level(-verbosity))}
+	switch f.format {
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	}
+	return nil, usageError(fmt.Errorf("--log-format %q: want json or text", f.format))
 }
 
 // reportFlags are the output flags of the commands that print a findings report (lint, audit).

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"encoding/xml"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -224,6 +225,45 @@ func TestColourFollowsTheFlagNOCOLORAndTheTerminal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, useColor(tc.flag, tc.env, tc.output, tc.terminal))
+		})
+	}
+}
+
+func TestServeCheckAndAuditShareOneSetOfLoggingFlags(t *testing.T) {
+	root := newRootCmd()
+	for _, name := range []string{"serve", "check", "audit"} {
+		t.Run(name+" takes --log-level and --log-format", func(t *testing.T) {
+			cmd, _, err := root.Find([]string{name})
+			require.NoError(t, err)
+			for _, flag := range []string{"log-level", "log-format"} {
+				f := cmd.Flags().Lookup(flag)
+				require.NotNil(t, f, "--%s", flag)
+			}
+			require.Equal(t, "log level: debug, info, warn or error", cmd.Flags().Lookup("log-level").Usage)
+		})
+	}
+	for _, tc := range []struct {
+		name       string
+		flags      logFlags
+		verbosity  int
+		wantErr    string
+		debugShown bool
+	}{
+		{"info hides debug", logFlags{level: "info", format: "json"}, 0, "", false},
+		{"debug shows debug", logFlags{level: "debug", format: "text"}, 0, "", true},
+		{"serve's --v lowers the level below info", logFlags{level: "info", format: "json"}, 4, "", true},
+		{"an unknown level is refused", logFlags{level: "loud", format: "json"}, 0, `--log-level "loud": want debug, info, warn or error`, false},
+		{"an unknown format is refused", logFlags{level: "info", format: "xml"}, 0, `--log-format "xml": want json or text`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf strings.Builder
+			h, err := tc.flags.handler(&buf, tc.verbosity)
+			if tc.wantErr != "" {
+				require.EqualError(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.debugShown, h.Enabled(t.Context(), slog.LevelDebug))
 		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -35,7 +34,7 @@ type serveFlags struct {
 	probeAddr   string
 	pprofAddr   string
 	verbosity   int
-	logFormat   string
+	log         logFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -63,15 +62,16 @@ serving certificate (tls.crt and tls.key in --cert-dir) is too.`,
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof endpoints, for profiling (off when empty; never expose it)")
 	fs.IntVar(&f.verbosity, "v", 0, "log verbosity: 0 info, 1 adds every finding with its message, 2 and up adds debug detail; object contents are never logged at 0")
-	fs.StringVar(&f.logFormat, "log-format", "json", "log format: json or text")
+	f.log.register(fs, "json")
 	return cmd
 }
 
 func serve(ctx context.Context, f *serveFlags) error {
-	log, err := newLogger(f.logFormat, f.verbosity)
+	h, err := f.log.handler(os.Stderr, f.verbosity)
 	if err != nil {
 		return err
 	}
+	log := logr.FromSlogHandler(h)
 	// controller-runtime's components log through its global logger; set it before any of them.
 	ctrl.SetLogger(log)
 	log = log.WithName("meshguard")
@@ -165,18 +165,3 @@ func serve(ctx context.Context, f *serveFlags) error {
 	return nil
 }
 
-// newLogger returns a structured logr.Logger writing to stderr through log/slog. logr's V(n)
-// is slog level -n, so --v n shows V(0) to V(n).
-func newLogger(format string, verbosity int) (logr.Logger, error) {
-	opts := &slog.HandlerOptions{Level: slog.Level(-verbosity)}
-	var h slog.Handler
-	switch format {
-	case "json":
-		h = slog.NewJSONHandler(os.Stderr, opts)
-	case "text":
-		h = slog.NewTextHandler(os.Stderr, opts)
-	default:
-		return logr.Logger{}, usageError(fmt.Errorf("--log-format %q: want json or text", format))
-	}
-	return logr.FromSlogHandler(h), nil
-}
