@@ -38,12 +38,16 @@ type checkFlags struct {
 	restoreFromAM    bool
 	log              logFlags
 	checkerNamespace string
+	prometheusAuth   endpointFlags
+	alertmanagerAuth endpointFlags
 }
 
 func (f *checkFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.configPath, "config", "", "meshguard config file (its check section: endpoints, interval, window, thresholds, namespaces, extra labels)")
 	fs.StringVar(&f.prometheusURL, "prometheus-url", "", "Prometheus base URL (overrides check.prometheus.url)")
+	f.prometheusAuth.register(fs, "prometheus", "Prometheus")
 	fs.StringArrayVar(&f.alertmanagers, "alertmanager-url", nil, "Alertmanager base URL; repeatable, every one gets every alert (overrides check.alertmanagers)")
+	f.alertmanagerAuth.register(fs, "alertmanager", "the Alertmanagers of --alertmanager-url")
 	fs.DurationVar(&f.interval, "interval", 0, "time between two checks (default from config: 30s)")
 	fs.DurationVar(&f.window, "window", 0, "range the rates are taken over (default from config: 5m)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications from the cluster of this kubeconfig (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
@@ -111,11 +115,13 @@ func buildCheckSetup(f *checkFlags, fs *pflag.FlagSet) (*checkSetup, error) {
 		return nil, usageError(err)
 	}
 	c := &cfg.Check
-	if f.prometheusURL != "" {
-		c.Prometheus.URL = f.prometheusURL
-	}
+	c.Prometheus = f.prometheusAuth.endpoint(f.prometheusURL, c.Prometheus)
 	if fs.Changed("alertmanager-url") {
-		c.Alertmanagers = checkEndpoints(f.alertmanagers, c.Alertmanagers)
+		eps := make([]config.Endpoint, 0, len(f.alertmanagers))
+		for _, u := range f.alertmanagers {
+			eps = append(eps, f.alertmanagerAuth.endpoint(u, c.Alertmanagers...))
+		}
+		c.Alertmanagers = eps
 	}
 	if fs.Changed("interval") {
 		c.Interval = config.Duration{Duration: f.interval}
@@ -142,20 +148,38 @@ func buildCheckSetup(f *checkFlags, fs *pflag.FlagSet) (*checkSetup, error) {
 	return &checkSetup{cfg: cfg, settings: settings, source: source, querier: prom, ams: c.Alertmanagers}, nil
 }
 
-// checkEndpoints turns URLs from flags into endpoints, keeping the credentials the config file
-// gives the same URL.
-func checkEndpoints(urls []string, configured []config.Endpoint) []config.Endpoint {
-	out := make([]config.Endpoint, 0, len(urls))
-	for _, u := range urls {
-		ep := config.Endpoint{URL: u}
-		for _, c := range configured {
-			if strings.TrimRight(c.URL, "/") == strings.TrimRight(u, "/") {
-				ep = c
-			}
-		}
-		out = append(out, ep)
+// endpointFlags give on the command line the credentials and CA of an endpoint whose URL a flag
+// names. Credentials follow their URL: the config file's token, password and TLS settings are
+// for the host it names, and are never sent to another one.
+type endpointFlags struct {
+	tokenFile, caFile string
+}
+
+func (e *endpointFlags) register(fs *pflag.FlagSet, prefix, what string) {
+	fs.StringVar(&e.tokenFile, prefix+"-bearer-token-file", "", "file holding the bearer token for "+what+
+		" (a URL given by flag gets no credentials from --config unless it is the same URL)")
+	fs.StringVar(&e.caFile, prefix+"-ca-file", "", "CA certificate file to verify "+what+" with")
+}
+
+// endpoint returns the endpoint of url ("" keeps the first configured one's URL): the configured
+// endpoint of the same URL with its credentials, or a bare one, then what the flags give.
+func (e *endpointFlags) endpoint(url string, configured ...config.Endpoint) config.Endpoint {
+	if url == "" && len(configured) > 0 {
+		url = configured[0].URL
 	}
-	return out
+	ep := config.Endpoint{URL: url}
+	for _, c := range configured {
+		if strings.TrimRight(c.URL, "/") == strings.TrimRight(url, "/") {
+			ep = c
+		}
+	}
+	if e.tokenFile != "" {
+		ep.BearerToken, ep.BearerTokenFile, ep.BasicAuth = "", e.tokenFile, nil
+	}
+	if e.caFile != "" {
+		ep.TLS = &config.TLS{CAFile: e.caFile}
+	}
+	return ep
 }
 
 // checkConfigSource picks where the Istio objects come from: files, or the cluster.
