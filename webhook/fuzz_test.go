@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,6 +30,17 @@ func FuzzHandle(f *testing.F) {
 	f.Add(req{op: admissionv1.Delete, oldObject: meshStrict}.review(f), false)
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE"}}`), false)
 	f.Add([]byte(`{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"x"},"spec":{"http":[{"retries":{"attempts":1e400}}]}}`), true)
+	// The bypasses found by attacking the webhook: an overflow in a rule, object-supplied CEL
+	// nested past the parser's limit, more CEL expressions than are checked, and a changed spec
+	// sent while the object is being deleted.
+	f.Add([]byte(`{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"x"},"spec":{"hosts":["cart"],"http":[{"route":[{"destination":{"host":"cart"}}],"timeout":"1s","retries":{"attempts":2147483647,"perTryTimeout":"100000000s"}}]}}`), true)
+	f.Add([]byte(`{"apiVersion":"telemetry.istio.io/v1","kind":"Telemetry","metadata":{"name":"x"},"spec":{"accessLogging":[{"filter":{"expression":"`+strings.Repeat("[", 245)+"1"+strings.Repeat("]", 245)+`"}}]}}`), true)
+	var tags []string
+	for i := range 70 {
+		tags = append(tags, fmt.Sprintf(`"t%d":{"value":"request.path"}`, i))
+	}
+	f.Add([]byte(`{"apiVersion":"telemetry.istio.io/v1","kind":"Telemetry","metadata":{"name":"x"},"spec":{"metrics":[{"overrides":[{"tagOverrides":{`+strings.Join(tags, ",")+`}}]}]}}`), true)
+	f.Add(req{op: admissionv1.Update, oldObject: goodVS, object: strings.Replace(stormVS, "metadata: {name: cart, namespace: shop}", "metadata: {name: cart, namespace: shop, deletionTimestamp: \"2026-06-01T00:00:00Z\"}", 1)}.review(f), false)
 
 	fx := newFixture(f, "webhook: {failurePolicy: deny, maxRequestBytes: 65536}\n", meshStrict, cartDR, goodVS)
 	f.Fuzz(func(t *testing.T, data []byte, wrap bool) {

@@ -204,10 +204,29 @@ func TestHandlerMapsFindingsToTheAnswer(t *testing.T) {
 			allowed: true, noWarn: true,
 		},
 		{
-			name: "an update of an object being deleted is allowed, so that its finalizers can go",
+			name: "an update of an object being deleted is allowed when its spec is unchanged, so that its finalizers can go",
 			req: req{op: admissionv1.Update, oldObject: stormVS,
 				object: strings.Replace(stormVS, "metadata: {name: cart, namespace: shop}", "metadata: {name: cart, namespace: shop, deletionTimestamp: \"2026-06-01T00:00:00Z\"}", 1)},
 			allowed: true, noWarn: true,
+		},
+		{
+			name: "an update of an object being deleted that changes its spec is reviewed like any update",
+			req: req{op: admissionv1.Update, oldObject: goodVS,
+				object: strings.Replace(stormVS, "metadata: {name: cart, namespace: shop}", "metadata: {name: cart, namespace: shop, deletionTimestamp: \"2026-06-01T00:00:00Z\", finalizers: [example.com/hold]}", 1)},
+			code: http.StatusForbidden, message: []string{"MG101"},
+		},
+		{
+			name: "a rule that overflows on the object denies it instead of failing the review",
+			req: req{op: admissionv1.Create, object: `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart, namespace: shop}
+spec:
+  hosts: [cart]
+  http:
+  - route: [{destination: {host: cart}}]
+    timeout: 1s
+    retries: {attempts: 2147483647, perTryTimeout: 100000000s}
+`}, code: http.StatusForbidden, message: []string{"MG101"},
 		},
 		{
 			name:    "a kind meshguard does not check is allowed",
@@ -486,6 +505,65 @@ func TestMetricsCountRequestsFindingsAndLatency(t *testing.T) {
 	assert.Equal(t, 1.0, f.counter(t, "meshguard_webhook_findings_total", map[string]string{"rule": "MG103", "severity": "warning"}))
 	assert.Equal(t, 3.0, f.counter(t, "meshguard_webhook_request_duration_seconds", map[string]string{"kind": "VirtualService"}))
 	assert.Equal(t, 2.0, f.counter(t, "meshguard_webhook_inventory_objects", nil))
+}
+
+func TestAnAnswerIsBoundedWhateverTheNumberOfFindings(t *testing.T) {
+	// 5,000 routes that each break two error rules and two warning rules.
+	var b strings.Builder
+	b.WriteString("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: cart, namespace: shop}\nspec:\n  hosts: [cart]\n  http:\n")
+	for range 5000 {
+		b.WriteString("  - route: [{destination: {host: cart}}]\n    retries: {attempts: 10, retryOn: bogus}\n")
+	}
+	f := newFixture(t, "webhook: {maxRequestBytes: 2000000}\n", meshStrict, cartDR)
+	resp := f.send(t, req{op: admissionv1.Create, object: b.String()})
+	require.False(t, resp.Allowed)
+	require.Less(t, len(resp.Result.Message), 64<<10)
+	require.Contains(t, resp.Result.Message, "more error findings (meshguard lint lists them all)")
+	require.LessOrEqual(t, len(resp.Warnings), maxWarnings+1)
+	require.Contains(t, resp.Warnings[len(resp.Warnings)-1], "more warnings")
+}
+
+func TestTheSlotIsTakenBeforeTheBodyIsRead(t *testing.T) {
+	f := newFixture(t, "webhook: {maxConcurrentReviews: 1, timeout: 20s}\n", meshStrict)
+	base, err := f.cache.Inventory("istio-system", "cluster.local")
+	require.NoError(t, err)
+	gate := &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
+	f.handler.Inventory = gate
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.send(t, req{op: admissionv1.Create, object: goodVS})
+	}()
+	<-gate.entered
+	// The second request's body is a reader that records whether anything read it.
+	body := &watchedReader{r: bytes.NewReader(req{op: admissionv1.Create, object: goodVS}.review(t))}
+	r := httptest.NewRequest(http.MethodPost, Path, body)
+	r.Header.Set("Content-Type", "application/json")
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		f.http.ServeHTTP(httptest.NewRecorder(), r)
+	}()
+	select {
+	case <-served:
+		t.Fatal("the second review finished while the only slot was held")
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.False(t, body.read.Load(), "the body was read before a slot was free")
+	close(gate.block)
+	<-done
+	<-served
+	require.True(t, body.read.Load())
+}
+
+type watchedReader struct {
+	r    *bytes.Reader
+	read atomic.Bool
+}
+
+func (w *watchedReader) Read(p []byte) (int, error) {
+	w.read.Store(true)
+	return w.r.Read(p)
 }
 
 func TestLabelsStayBounded(t *testing.T) {
