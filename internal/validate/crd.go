@@ -20,7 +20,6 @@ import (
 	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
@@ -110,7 +109,8 @@ func compileVersion(v apiextensionsv1.CustomResourceDefinitionVersion) (*crdVers
 // validation: unknown fields (pruning), object metadata, the OpenAPI schema, list-type
 // invariants and the x-kubernetes-validations CEL rules within the per-request cost budget.
 func (cv *crdVersion) validate(ctx context.Context, obj map[string]any) []Issue {
-	u := runtime.DeepCopyJSON(obj)
+	// A copy (pruning edits it) with whole numbers as int64, as the API server decodes JSON.
+	u, _ := manifest.Normalize(obj).(map[string]any)
 	if cv.status {
 		delete(u, "status") // a create cannot set status: the API server drops it
 	}
