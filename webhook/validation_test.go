@@ -1,0 +1,57 @@
+package webhook
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
+)
+
+// TestTheClusterValidationRunsBeforeTheRules: what the Istio CRD schema or istiod refuses is
+// denied as MG001 with their message, istiod's warnings come back as MG003, and the rules still
+// report on the same object.
+func TestTheClusterValidationRunsBeforeTheRules(t *testing.T) {
+	const vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: cart, namespace: shop}\nspec:\n  hosts: [cart]\n  http:\n  - route: [{destination: {host: cart}}]\n"
+	tests := []struct {
+		name     string
+		object   string
+		allowed  bool
+		message  []string
+		warnings []string
+	}{
+		{
+			name:    "a negative timeout is denied as the CRD schema denies it, and the retry rules still report",
+			object:  vs + "    timeout: -5s\n    retries: {attempts: 10, perTryTimeout: 1s}\n",
+			message: []string{"MG001 spec.http[0].timeout: CRD schema: ", "MG101 spec.http[0].retries.attempts: "},
+		},
+		{
+			name:    "retryOn with a space is denied with istiod's message",
+			object:  vs + "    timeout: 5s\n    retries: {attempts: 2, perTryTimeout: 1s, retryOn: \"5xx, connect-failure\"}\n",
+			message: []string{"MG001 spec: istiod: "},
+		},
+		{
+			name:     "a deprecated field istiod warns about is admitted with MG003",
+			object:   strings.Replace(cartDR, "consecutive5xxErrors: 5", "consecutiveErrors: 5", 1),
+			allowed:  true,
+			warnings: []string{"MG003 spec: istiod: outlier detection consecutive errors is deprecated"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, "", meshStrict, cartDR)
+			resp := f.send(t, req{op: admissionv1.Create, object: tt.object})
+			require.Equal(t, tt.allowed, resp.Allowed, "result: %+v, warnings: %v", resp.Result, resp.Warnings)
+			if !tt.allowed {
+				require.Equal(t, int32(http.StatusForbidden), resp.Result.Code)
+				for _, m := range tt.message {
+					require.Contains(t, resp.Result.Message, m)
+				}
+			}
+			for _, w := range tt.warnings {
+				require.Contains(t, strings.Join(resp.Warnings, "\n"), w)
+			}
+		})
+	}
+}
