@@ -137,6 +137,46 @@ spec:
 		require.NotContains(t, stderr, "Warning:")
 	})
 
+	t.Run("a *.local DestinationRule in the root namespace gives a route's host outlier detection and a retry budget (MG502, MG503)", func(t *testing.T) {
+		cp.CreateNamespace(t, "wild", nil)
+		vs := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart, namespace: wild}
+spec:
+  hosts: [cart]
+  http:
+  - route: [{destination: {host: cart}}]
+    retries: {attempts: 2, perTryTimeout: 1s}
+    timeout: 5s
+`
+		stderr, err := apply(t, vs, "--dry-run=server")
+		require.NoError(t, err, stderr)
+		require.Contains(t, stderr, "Warning: MG502 spec.http[0].route[0].destination.host")
+		require.Contains(t, stderr, "Warning: MG503 spec.http[0].route[0].destination.host")
+
+		meshDefault := `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  host: "*.local"
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+    connectionPool: {http: {maxRetries: 10}}
+`
+		stderr, err = apply(t, meshDefault)
+		require.NoError(t, err, stderr)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), whKubectlTimeout)
+			defer cancel()
+			_, _, _ = cp.Kubectl(ctx, nil, "delete", "destinationrule", "mesh-default", "-n", "istio-system", "--wait=false")
+		})
+		// The informer delivers the new rule within milliseconds; allow for a busy machine.
+		require.Eventually(t, func() bool {
+			stderr, err := apply(t, vs, "--dry-run=server")
+			return err == nil && !strings.Contains(stderr, "MG502") && !strings.Contains(stderr, "MG503")
+		}, whEffectTimeout, whPoll)
+	})
+
 	t.Run("a bad object of each kind is denied with the rule ID and field path in kubectl's error", func(t *testing.T) {
 		tests := []struct {
 			name, manifest, want string
