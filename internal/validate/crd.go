@@ -18,6 +18,7 @@ import (
 	schemaobjectmeta "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/objectmeta"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -63,9 +64,18 @@ func loadCRDs(data []byte) (map[groupKind]map[string]*crdVersion, error) {
 		}
 		gk := groupKind{crd.Spec.Group, crd.Spec.Names.Kind}
 		out[gk] = map[string]*crdVersion{}
+		var compiled []apiextensionsv1.CustomResourceDefinitionVersion
+	versions:
 		for _, v := range crd.Spec.Versions {
 			if !v.Served || v.Schema == nil {
 				continue
+			}
+			// Istio serves every version of a kind with one schema: compile it once.
+			for _, c := range compiled {
+				if equality.Semantic.DeepEqual(c.Schema, v.Schema) && equality.Semantic.DeepEqual(c.Subresources, v.Subresources) {
+					out[gk][v.Name] = out[gk][c.Name]
+					continue versions
+				}
 			}
 			cv, err := compileVersion(v)
 			if err != nil {
@@ -73,6 +83,7 @@ func loadCRDs(data []byte) (map[groupKind]map[string]*crdVersion, error) {
 			}
 			cv.namespaced = crd.Spec.Scope == apiextensionsv1.NamespaceScoped
 			out[gk][v.Name] = cv
+			compiled = append(compiled, v)
 		}
 	}
 	if len(out) == 0 {
