@@ -30,7 +30,7 @@ func TestCacheHandsOutOneIndexUntilSomethingChanges(t *testing.T) {
 	other, err := c.Inventory("mesh-root", "cluster.local")
 	require.NoError(t, err)
 	require.NotSame(t, first, other, "another root namespace needs another index")
-	require.Nil(t, other.Mesh().MTLS().MeshWide())
+	require.Nil(t, other.Mesh().Resolver().MeshWide())
 
 	require.NoError(t, c.Put(mustDecode(t, goodVS)))
 	after, err := c.Inventory("istio-system", "cluster.local")

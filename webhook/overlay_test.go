@@ -136,7 +136,7 @@ func TestOverlayAnswersLikeAFullReindex(t *testing.T) {
 					}
 				}
 				for _, ns := range namespaces[1:] {
-					require.Equal(t, effective(want.Mesh().MTLS().Namespace(ns)), effective(got.Mesh().MTLS().Namespace(ns)), "MTLS().Namespace(%s)", ns)
+					require.Equal(t, effective(want.Mesh().Resolver().Namespace(ns)), effective(got.Mesh().Resolver().Namespace(ns)), "Resolver().Namespace(%s)", ns)
 				}
 				if remove {
 					return

@@ -68,13 +68,13 @@ func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any 
 		switch {
 		case len(sel) > 0:
 			h = mesh.HostMTLS{Namespace: ns, Workloads: "workloads selected by " + labelString(sel),
-				Modes: ix.MTLS().Possible(ns, sel, 0)}
+				Modes: ix.Resolver().Possible(ns, sel, 0)}
 		case ns == ix.Root():
 			h = mesh.HostMTLS{Workloads: "workloads of every namespace without a PeerAuthentication of its own",
-				Modes: []mesh.Effective{ix.MTLS().Namespace("")}}
+				Modes: []mesh.Effective{ix.Resolver().Namespace("")}}
 		default:
 			h = mesh.HostMTLS{Namespace: ns, Workloads: "workloads of namespace " + ns + " that no workload PeerAuthentication selects",
-				Modes: []mesh.Effective{ix.MTLS().Namespace(ns)}}
+				Modes: []mesh.Effective{ix.Resolver().Namespace(ns)}}
 		}
 		return map[string]any{"mtls": mtlsFacts(h)}
 	case manifest.KindPeerAuthentication, manifest.KindTelemetry:

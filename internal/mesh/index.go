@@ -104,8 +104,14 @@ func (ix *Index) With(obj *manifest.Object, remove bool) *Index {
 func (ix *Index) Root() string   { return ix.root }
 func (ix *Index) Domain() string { return ix.domain }
 
-// MTLS is the PeerAuthentication resolver.
-func (ix *Index) MTLS() *Resolver { return ix.mtls }
+// Resolver resolves PeerAuthentications per namespace and workload.
+func (ix *Index) Resolver() *Resolver { return ix.mtls }
+
+// MTLS is the mTLS mode a workload with labels in namespace ns accepts on port (0 for the
+// workload as a whole), as ComposePeerAuthentication resolves it.
+func (ix *Index) MTLS(ns string, labels map[string]string, port uint32) Effective {
+	return ix.mtls.MTLS(ns, labels, port)
+}
 
 // DestinationRule returns the DestinationRule Istio applies to traffic from a sidecar in
 // namespace caller to host (a full name), or nil. The service's namespace is the host's own.

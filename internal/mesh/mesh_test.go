@@ -63,7 +63,7 @@ func TestEffectiveModeFollowsIstiosPrecedence(t *testing.T) {
 func TestThePortDecidesWhereTheWorkloadPolicySaysSo(t *testing.T) {
 	mesh := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
 	wl := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: db, namespace: shop}\nspec: {selector: {matchLabels: {app: db}}, portLevelMtls: {\"5432\": {mode: DISABLE}, \"9000\": {}}}\n")
-	r := NewResolver("istio-system", []*manifest.Object{mesh, wl})
+	ix := NewIndex("istio-system", "", []*manifest.Object{mesh, wl}, nil)
 	tests := []struct {
 		name  string
 		port  uint32
@@ -77,7 +77,7 @@ func TestThePortDecidesWhereTheWorkloadPolicySaysSo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := r.MTLS("shop", map[string]string{"app": "db", "version": "v1"}, tt.port)
+			e := ix.MTLS("shop", map[string]string{"app": "db", "version": "v1"}, tt.port)
 			require.Equal(t, tt.want, e.Mode)
 			require.Equal(t, tt.level, e.Level)
 		})
