@@ -179,6 +179,12 @@ func TestLoadRefusesWhatItCannotRead(t *testing.T) {
 		require.Len(t, problems, 1)
 		require.Contains(t, problems[0].Message, "alias")
 	})
+	t.Run("an alias to itself is refused at the depth limit", func(t *testing.T) {
+		_, problems := Parse("self.yaml", []byte("c: &c [*c, 1]\n"))
+		require.Len(t, problems, 1)
+		require.Contains(t, problems[0].Message, "nest deeper than 256 levels")
+		require.Less(t, len(problems[0].Path), 2000, "the path stops at the limit too")
+	})
 	t.Run("a List of 100,000 objects is read, not refused as an alias bomb", func(t *testing.T) {
 		var b strings.Builder
 		b.WriteString("apiVersion: v1\nkind: List\nitems:\n")

@@ -17,6 +17,10 @@ import (
 // a `kind: List` of 100,000 objects is large but not a bomb.
 const maxAliasedValues = 1 << 20
 
+// maxDepth bounds how deeply values nest, so that an alias to itself (`a: &a [*a]`) stops at
+// once instead of spelling out a million-level path. Istio objects nest about ten levels.
+const maxDepth = 256
+
 // document is one YAML document of a file, with the line it starts on.
 type document struct {
 	text      []byte
@@ -101,6 +105,7 @@ func yamlErrorLine(err error) (int, string) {
 type converter struct {
 	aliased int // values reached through aliases so far
 	inAlias int // how many aliases the current value is reached through
+	depth   int // how deeply the current value nests
 	offset  int // lines before the document in its file
 	path    []string
 }
@@ -122,6 +127,10 @@ func (c *converter) pathString() string {
 }
 
 func (c *converter) value(n *yaml.Node) (any, *Problem) {
+	if c.depth++; c.depth > maxDepth {
+		return nil, c.problem(n, "values nest deeper than %d levels (a recursive alias?)", maxDepth)
+	}
+	defer func() { c.depth-- }()
 	if c.inAlias > 0 {
 		c.aliased++
 		if c.aliased > maxAliasedValues {
