@@ -228,3 +228,36 @@ func TestCycleIsRecordedBeforeItsAlertsAreSent(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, 2, seen[0], "the first post arrived when Last() already held both alerts")
 }
+
+func TestABackendThatIgnoresTopkIsCutWhileItsAnswerIsRead(t *testing.T) {
+	const answer = `{"status":"success","warnings":["w"],"data":{"resultType":"vector","result":[` +
+		`{"metric":{"w":"a"},"value":[1,"1"]},{"metric":{"w":"b"},"value":[1,"5"]},{"metric":{"w":"c"},"value":[1,"NaN"]},` +
+		`{"metric":{"w":"d"},"value":[1,"3"]},{"metric":{"w":"e"},"value":[1,"4"]}]}}`
+	tests := []struct {
+		name, query string
+		want        []string
+	}{
+		{name: "a bounded query gets the series with the highest values", query: "topk(2,\nx\n)", want: []string{"b", "e"}},
+		{name: "a bound above the answer keeps every series", query: "topk(9,\nx\n)", want: []string{"a", "b", "c", "d", "e"}},
+		{name: "an unbounded query is passed untouched", query: "x", want: []string{"a", "b", "c", "d", "e"}},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, answer)
+	}))
+	t.Cleanup(srv.Close)
+	api, err := NewPrometheus(endpoint(srv.URL), nil)
+	require.NoError(t, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, warnings, _, err := api.Query(context.Background(), tt.query, t0)
+			require.NoError(t, err)
+			require.Equal(t, []string{"w"}, []string(warnings), "the rest of the answer is kept")
+			var got []string
+			for _, s := range v.(model.Vector) {
+				got = append(got, string(s.Metric["w"]))
+			}
+			require.ElementsMatch(t, tt.want, got)
+		})
+	}
+}

@@ -19,13 +19,13 @@ type Querier interface {
 }
 
 // NewPrometheus returns the client_golang API client for a Prometheus endpoint (do: see
-// Transport).
+// Transport). Answers to bounded queries hold at most the bound, whatever the backend does.
 func NewPrometheus(ep config.Endpoint, do DoFunc) (promv1.API, error) {
 	rt, err := Transport(ep, do)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}
-	c, err := promapi.NewClient(promapi.Config{Address: ep.URL, RoundTripper: rt})
+	c, err := promapi.NewClient(promapi.Config{Address: ep.URL, RoundTripper: topkTransport{next: rt}})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client for %s: %w", ep.URL, err)
 	}

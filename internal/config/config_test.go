@@ -14,7 +14,7 @@ func TestParseLayersTheFileOverDefaults(t *testing.T) {
 	require.Equal(t, "allow", c.Webhook.FailurePolicy, "unset values keep their defaults")
 	require.Equal(t, 10*time.Second, c.Check.Interval.Duration)
 	require.Equal(t, 5*time.Minute, c.Check.Window.Duration)
-	require.Equal(t, 5000, c.Check.Limits.MaxSeriesPerSignal, "the checker is bounded by default")
+	require.Equal(t, 1000, c.Check.Limits.MaxSeriesPerSignal, "the checker is bounded by default")
 }
 
 func TestParseRefusesMistakes(t *testing.T) {
