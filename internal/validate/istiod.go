@@ -12,10 +12,11 @@ import (
 // istiodFuncs are the functions istiod's validating webhook runs for the kinds meshguard
 // decodes (pkg/config/schema/collections maps each kind to one of them).
 var istiodFuncs = map[string]istiovalidation.ValidateFunc{
-	manifest.KindVirtualService:     istiovalidation.ValidateVirtualService,
-	manifest.KindDestinationRule:    istiovalidation.ValidateDestinationRule,
-	manifest.KindPeerAuthentication: istiovalidation.ValidatePeerAuthentication,
-	manifest.KindTelemetry:          istiovalidation.ValidateTelemetry,
+	manifest.KindVirtualService:      istiovalidation.ValidateVirtualService,
+	manifest.KindDestinationRule:     istiovalidation.ValidateDestinationRule,
+	manifest.KindPeerAuthentication:  istiovalidation.ValidatePeerAuthentication,
+	manifest.KindTelemetry:           istiovalidation.ValidateTelemetry,
+	manifest.KindAuthorizationPolicy: istiovalidation.ValidateAuthorizationPolicy,
 }
 
 // istiod runs istiod's validation of o's typed spec. Istio's errors name no field, so they
