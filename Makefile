@@ -39,7 +39,7 @@ unit:
 	$(GO) test -count=1 -short ./internal/... ./policies/... ./cmd/... ./webhook/... ./checks/...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/engine/ ./internal/lint/
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/engine/ ./internal/lint/ ./internal/validate/
 
 docs: build
 	$(BIN) policies list -o md > docs/rules.md

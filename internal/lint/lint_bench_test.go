@@ -201,6 +201,9 @@ func BenchmarkReviewPerObject(b *testing.B) {
 			inv := engine.NewIndex(res.Objects, true, cfg.RootNamespace, cfg.MeshDomain)
 			ctx := context.Background()
 			best := make([]time.Duration, len(res.Objects))
+			// The cluster's validation (CRD schema, istiod) runs before the rules in lint and
+			// the webhook; it is timed apart so that the rules' own cost stays visible.
+			bestValid := make([]time.Duration, len(res.Objects))
 			for b.Loop() {
 				for i, o := range res.Objects {
 					start := time.Now()
@@ -210,11 +213,18 @@ func BenchmarkReviewPerObject(b *testing.B) {
 					if d := time.Since(start); best[i] == 0 || d < best[i] {
 						best[i] = d
 					}
+					start = time.Now()
+					eng.Validate(ctx, o)
+					if d := time.Since(start); bestValid[i] == 0 || d < bestValid[i] {
+						bestValid[i] = d
+					}
 				}
 			}
 			slices.Sort(best)
+			slices.Sort(bestValid)
 			b.ReportMetric(float64(best[len(best)/2].Nanoseconds()), "median-ns/object")
 			b.ReportMetric(float64(best[len(best)*9/10].Nanoseconds()), "p90-ns/object")
+			b.ReportMetric(float64(bestValid[len(bestValid)/2].Nanoseconds()), "validate-median-ns/object")
 			b.ReportMetric(float64(len(best)), "objects")
 		})
 	}
