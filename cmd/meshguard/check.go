@@ -73,7 +73,9 @@ configuration promises, and raise alerts in Alertmanager (v2 API):
 Each cycle runs one PromQL query per signal, aggregated by labels: the number of queries does not
 grow with the number of services. Firing alerts are re-sent every cycle with endsAt four intervals
 ahead; a cleared alert is sent once more with endsAt = now. A query that fails resolves nothing:
-the alerts that depend on it are kept and MeshCheckerDegraded fires.
+the alerts that depend on it are kept and MeshCheckerDegraded fires. Memory is bounded by
+check.limits: a query keeps its maxSeriesPerSignal series with the highest values and the checker
+holds maxAlertsPerCycle alerts; what is over is counted, reported and raised as MeshCheckerOverLimit.
 
 The STRICT/PERMISSIVE picture comes from PeerAuthentication objects in the cluster (--kubeconfig,
 or in-cluster) or in manifest files (--config-from DIR).
