@@ -251,9 +251,9 @@ deny contains msg if {
 	msg := {"msg": "every route needs a timeout", "rule": "ACME001", "field": sprintf("spec.http[%d].timeout", [i])}
 }
 
-warn contains "VirtualService without namespace" if {
+warn contains "VirtualService in the default namespace" if {
 	input.kind == "VirtualService"
-	not input.metadata.namespace
+	input.metadata.namespace == "default"
 }
 `)
 	writeFile(t, pol, "retries_test.rego", `package main
