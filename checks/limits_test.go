@@ -261,3 +261,14 @@ func TestABackendThatIgnoresTopkIsCutWhileItsAnswerIsRead(t *testing.T) {
 		})
 	}
 }
+
+func TestRestoreTakesNoMoreAlertsThanTheLimit(t *testing.T) {
+	tr := NewTracker(0)
+	tr.Limit = 1
+	read := []*Alert{
+		{Labels: map[string]string{LabelAlertname: AlertRetryStorm, "service": "a"}, ActiveAt: t0},
+		{Labels: map[string]string{LabelAlertname: AlertRetryStorm, "service": "b"}, ActiveAt: t0},
+	}
+	require.Equal(t, 1, tr.Restore(read))
+	require.Len(t, tr.Firing(), 1)
+}
