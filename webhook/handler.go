@@ -64,8 +64,11 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 // webhook.failurePolicy decides only for meshguard's own outages: the cluster's objects are not
 // known yet (the cache has not synced).
 func (h *Handler) handle(ctx context.Context, rs *RuleSet, req admission.Request, held bool) (resp admission.Response, result string) {
-	ctx, cancel := context.WithTimeout(ctx, rs.Config.Webhook.Timeout.Duration)
-	defer cancel()
+	if !held { // the HTTP layer set the deadline when it took the slot
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rs.Config.Webhook.Timeout.Duration)
+		defer cancel()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			h.Metrics.panics.Inc()

@@ -275,8 +275,11 @@ func (e *Engine) Validate(ctx context.Context, obj *manifest.Object) []Finding {
 // MG002 error finding. Review returns an error only when ctx is cancelled (the process is
 // stopping) or for faults outside any rule; the caller decides what those mean.
 func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory) (fs []Finding, err error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.Evaluation.Timeout.Duration)
-	defer cancel()
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > e.cfg.Evaluation.Timeout.Duration {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.Evaluation.Timeout.Duration)
+		defer cancel()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			fs, err = nil, fmt.Errorf("review %s: %w: panic: %v\n%s", obj.Ref(), ErrEvaluation, r, debug.Stack())
