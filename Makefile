@@ -12,7 +12,13 @@ export TEST_ASSET_KUBE_APISERVER = $(shell $(TOOLS) path kube-apiserver)
 export TEST_ASSET_ETCD = $(shell $(TOOLS) path etcd)
 export HELM_BIN = $(shell $(TOOLS) path helm)
 
-.PHONY: all build tools test unit e2e vet staticcheck bench demo docs clean
+# The container image: the chart's default image (repository in values.yaml, tag = appVersion).
+VERSION ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' charts/meshguard/Chart.yaml)
+IMAGE_REPO ?= ghcr.io/meshguard/meshguard
+IMAGE_TAR := bin/meshguard-image.tar
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+
+.PHONY: all build tools test unit e2e vet staticcheck bench demo docs image clean
 
 all: build
 
@@ -32,8 +38,8 @@ staticcheck:
 
 # test: vet, unit tests, and the end-to-end tests against a real kube-apiserver + etcd,
 # Prometheus, Alertmanager and Helm. Fails on any failure.
-test: tools vet
-	$(GO) test -count=1 -timeout 45m ./...
+test: tools vet image
+	MESHGUARD_IMAGE=$(CURDIR)/$(IMAGE_TAR) $(GO) test -count=1 -timeout 45m ./...
 
 unit:
 	$(GO) test -count=1 -short ./internal/... ./policies/... ./cmd/... ./webhook/... ./checks/...
@@ -51,6 +57,15 @@ demo: tools build
 	@test/lint-demo.sh
 	@$(GO) test -c -o bin/demo.test ./test/demo
 	@cd test/demo && MESHGUARD_BIN=$(CURDIR)/$(BIN) ../../bin/demo.test -test.run '^TestDemo$$' -test.timeout 15m
+
+# image: an OCI image layout tarball (oci-archive), built without Docker by go-containerregistry
+# (tools/image, its own module); load it with `podman load -i`, push it with `crane push` or
+# `skopeo copy oci-archive:bin/meshguard-image.tar docker://...`.
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags "-s -w -X main.version=v$(VERSION)" -o bin/linux-$(IMAGE_ARCH)/meshguard ./cmd/meshguard
+	cd tools/image && $(GO) run . -binary $(CURDIR)/bin/linux-$(IMAGE_ARCH)/meshguard -out $(CURDIR)/$(IMAGE_TAR) \
+		-ref $(IMAGE_REPO):$(VERSION) -arch $(IMAGE_ARCH) -version $(VERSION)
+	@ls -l $(IMAGE_TAR)
 
 clean:
 	rm -rf bin
