@@ -128,13 +128,18 @@ spec:
 		require.Error(t, err, "the retry storm must be refused")
 		require.NotContains(t, stderr, "admitted it unchecked")
 		require.True(t, strings.Contains(stderr, "MG101") || strings.Contains(stderr, "too many reviews in flight"), stderr)
-		t.Logf("retry storm among 8 large reviews on 4 slots: refused in %s: %s", took.Round(time.Millisecond), firstLine(stderr))
+		t.Logf("retry storm among 8 large reviews on 4 slots: refused in %s: %s", took.Round(time.Millisecond), errorLine(stderr))
 	})
 }
 
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
-	return l
+// errorLine is kubectl's error line, without the warnings printed before it.
+func errorLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "Error from server") {
+			return l
+		}
+	}
+	return strings.TrimSpace(s)
 }
 
 // deepCELTelemetry is the attack Telemetry: n access-log filters, each a list literal nested 245
