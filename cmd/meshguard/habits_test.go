@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
 )
 
 func TestVersionComesFromTheBuildInfo(t *testing.T) {
@@ -266,4 +267,66 @@ func TestServeCheckAndAuditShareOneSetOfLoggingFlags(t *testing.T) {
 			require.Equal(t, tc.debugShown, h.Enabled(t.Context(), slog.LevelDebug))
 		})
 	}
+}
+
+// TestTheActionAndThePreCommitHooksCallRealFlags keeps action.yml and .pre-commit-hooks.yaml in
+// step with the CLI: a renamed flag or command would break every user's pipeline silently.
+func TestTheActionAndThePreCommitHooksCallRealFlags(t *testing.T) {
+	root := newRootCmd()
+	lint, _, err := root.Find([]string{"lint"})
+	require.NoError(t, err)
+
+	var hooks []struct {
+		ID    string `json:"id"`
+		Entry string `json:"entry"`
+		Files string `json:"files"`
+	}
+	data, err := os.ReadFile("../../.pre-commit-hooks.yaml")
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &hooks))
+	require.NotEmpty(t, hooks)
+	for _, h := range hooks {
+		t.Run("hook "+h.ID+" runs meshguard lint on YAML and JSON", func(t *testing.T) {
+			args := strings.Fields(h.Entry)
+			require.Equal(t, "meshguard", args[0])
+			cmd, rest, err := root.Find(args[1:])
+			require.NoError(t, err)
+			require.Equal(t, lint, cmd)
+			require.Empty(t, rest)
+			require.Regexp(t, h.Files, "k8s/vs.yaml")
+			require.Regexp(t, h.Files, "k8s/vs.json")
+		})
+	}
+
+	var action struct {
+		Runs struct {
+			Using string `json:"using"`
+			Steps []struct {
+				Run string `json:"run"`
+			} `json:"steps"`
+		} `json:"runs"`
+	}
+	data, err = os.ReadFile("../../action.yml")
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &action))
+	require.Equal(t, "composite", action.Runs.Using)
+	var calls int
+	for _, s := range action.Runs.Steps {
+		for _, line := range strings.Split(s.Run, "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 2 || fields[0] != "meshguard" || fields[1] != "lint" {
+				continue
+			}
+			calls++
+			for i, f := range fields {
+				if strings.HasPrefix(f, "--") {
+					require.NotNil(t, lint.Flags().Lookup(strings.TrimPrefix(f, "--")), "action.yml: lint has no %s", f)
+				}
+				if f == "-o" {
+					require.Contains(t, []string{"github", "sarif"}, fields[i+1])
+				}
+			}
+		}
+	}
+	require.Equal(t, 2, calls, "the action lints for annotations and for SARIF")
 }
