@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/meshguard/meshguard/internal/manifest"
 	"github.com/meshguard/meshguard/internal/mesh"
@@ -85,7 +86,11 @@ func (s StaticSource) Load(context.Context) (*MeshConfig, error) { return s.Conf
 
 func (s StaticSource) String() string { return "static configuration" }
 
+// meshHostNamespace reads the namespace of a service host as Istio's metrics report it (a full
+// name); a dot-less value such as "unknown" names no service.
 func meshHostNamespace(host, domain string) (string, bool) {
-	ns, ok := mesh.HostNamespace(host, "", domain)
-	return ns, ok && ns != ""
+	if !strings.Contains(host, ".") {
+		return "", false
+	}
+	return mesh.HostNamespace(host, "", domain)
 }
