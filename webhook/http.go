@@ -157,8 +157,6 @@ type requestEnvelope struct {
 	OldObject json.RawMessage `json:"oldObject,omitempty"`
 }
 
-// read checks and decodes the request. On a decode error after the UID was read, it returns
-// what it has so the answer can carry the UID.
 // checkRequest checks what can be checked before the body is read.
 func checkRequest(r *http.Request, limit int64) error {
 	if r.Method != http.MethodPost {
@@ -173,6 +171,8 @@ func checkRequest(r *http.Request, limit int64) error {
 	return nil
 }
 
+// read reads and decodes the body. On a decode error after the UID was read, it returns what
+// it has so the answer can carry the UID.
 func (s *httpHandler) read(r *http.Request, limit int64) (*reviewEnvelope, error) {
 	buf, _ := s.bodies.Get().(*bytes.Buffer)
 	if buf == nil {
