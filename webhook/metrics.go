@@ -83,7 +83,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // kindLabel bounds the kind label to the checked kinds: requests carry whatever a client sends.
 func kindLabel(kind string) string {
 	switch kind {
-	case manifest.KindVirtualService, manifest.KindDestinationRule, manifest.KindPeerAuthentication, manifest.KindTelemetry:
+	case manifest.KindVirtualService, manifest.KindDestinationRule, manifest.KindPeerAuthentication, manifest.KindTelemetry,
+		manifest.KindAuthorizationPolicy:
 		return kind
 	case "":
 		return "unknown"
