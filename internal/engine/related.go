@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/meshguard/meshguard/internal/manifest"
 	"github.com/meshguard/meshguard/internal/mesh"
@@ -12,7 +13,7 @@ import (
 // relatedFor tells the rules what the inventory says about obj, as Istio's model in
 // internal/mesh resolves it, so that no rule re-implements host or policy resolution:
 //   - VirtualService: per destination host as written, its FQDN, the DestinationRule Istio
-//     applies for callers in the VirtualService's namespace, and that rule's policy per subset
+//     applies for its callers (sidecars of its namespace, or its gateway), and that rule's policy per subset
 //     ("" is the default cluster); and every destination that names a subset, wherever it is
 //     (http route, mirror, tcp, tls).
 //   - DestinationRule: the mTLS modes the workloads behind its host accept, per port.
@@ -28,10 +29,11 @@ func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any 
 	case manifest.KindVirtualService:
 		hosts := map[string]any{}
 		var subsetRoutes []any
+		caller := callerNamespace(obj, ns)
 		for _, d := range destinations(obj) {
 			if _, ok := hosts[d.host]; !ok {
 				fqdn := mesh.FQDN(d.host, ns, ix.Domain())
-				hosts[d.host] = hostFacts(fqdn, ix.DestinationRule(fqdn, ns))
+				hosts[d.host] = hostFacts(fqdn, ix.DestinationRule(fqdn, caller))
 			}
 			if d.subset != "" {
 				subsetRoutes = append(subsetRoutes, map[string]any{"field": d.field, "host": d.host, "subset": d.subset})
@@ -85,6 +87,27 @@ func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any 
 		return map[string]any{"scoped": false, "group": competing(obj, inv.List(obj.Kind, obj.Namespace))}
 	}
 	return noRelated
+}
+
+// callerNamespace is where the proxies that use a VirtualService's routes run: its own
+// namespace for sidecars, or, for a VirtualService bound only to gateways, the first gateway's
+// namespace (`ns/name`; a bare name is in the VirtualService's namespace), whose proxy then
+// looks up DestinationRules.
+func callerNamespace(vs *manifest.Object, ns string) string {
+	spec := vs.SpecMap()
+	gws, _ := spec["gateways"].([]any)
+	for _, g := range gws {
+		if g == "mesh" {
+			return ns
+		}
+	}
+	if len(gws) == 0 {
+		return ns
+	}
+	if g, _ := gws[0].(string); strings.Contains(g, "/") && !strings.HasPrefix(g, "./") {
+		return g[:strings.Index(g, "/")]
+	}
+	return ns
 }
 
 // competing lists the names of the unscoped policies of obj's kind in its namespace, in the
