@@ -164,4 +164,3 @@ func serve(ctx context.Context, f *serveFlags) error {
 	}
 	return nil
 }
-
