@@ -399,21 +399,25 @@ func (e *Engine) groupCEL(domain string, rules []*Rule) error {
 	for _, kind := range manifest.Kinds() {
 		for _, complete := range []bool{false, true} {
 			for _, scope := range []Scope{ScopeObject, ScopeHTTPRoute, ScopeTrafficPolicy} {
-				var in []*Rule
-				for _, r := range rules {
-					if r.Scope == scope && r.AppliesTo(kind) && (complete || r.Inventory != NeedAbsence) {
-						in = append(in, r)
+				// Built-in and user rules are grouped apart: only user rules pay for cost
+				// tracking (see ruleProgramOptions).
+				for _, builtin := range []bool{true, false} {
+					var in []*Rule
+					for _, r := range rules {
+						if r.Scope == scope && r.AppliesTo(kind) && (complete || r.Inventory != NeedAbsence) && r.IsBuiltin() == builtin {
+							in = append(in, r)
+						}
 					}
+					if len(in) == 0 {
+						continue
+					}
+					g, err := compileCELGroup(env, scope, in)
+					if err != nil {
+						return err
+					}
+					key := celKey{kind, complete}
+					e.celKind[key] = append(e.celKind[key], g)
 				}
-				if len(in) == 0 {
-					continue
-				}
-				g, err := compileCELGroup(env, scope, in)
-				if err != nil {
-					return err
-				}
-				key := celKey{kind, complete}
-				e.celKind[key] = append(e.celKind[key], g)
 			}
 		}
 	}

@@ -83,6 +83,9 @@ type Rule struct {
 	RegoPackage string
 }
 
+// IsBuiltin tells whether the rule is one of meshguard's own (policies/), not a user's.
+func (r *Rule) IsBuiltin() bool { return r.Source == "builtin" }
+
 // AppliesTo tells whether the rule looks at objects of kind.
 func (r *Rule) AppliesTo(kind string) bool {
 	if len(r.Kinds) == 0 {
