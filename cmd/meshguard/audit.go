@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 
@@ -16,6 +19,7 @@ func newAuditCmd() *cobra.Command {
 		rf         ruleFlags
 		out        reportFlags
 		logs       logFlags
+		write      bool
 		kubeconfig string
 		namespace  string
 	)
@@ -30,7 +34,9 @@ Exit status: 0 when no finding is at or above --fail-on, 1 when one is, 2 for us
 unreachable cluster.`,
 		Example: `  meshguard audit
   meshguard audit -n shop -o json
-  meshguard audit --kubeconfig ~/.kube/prod --fail-on warning -o sarif > audit.sarif`,
+  meshguard audit --kubeconfig ~/.kube/prod --fail-on warning -o sarif > audit.sarif
+  meshguard audit -o policyreport | kubectl apply -f -
+  meshguard audit --write   # the same, and removes the reports of namespaces now clean`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h, err := logs.handler(cmd.ErrOrStderr(), 0)
@@ -86,6 +92,13 @@ unreachable cluster.`,
 					}
 				}
 			}
+			if write {
+				reports := report.PolicyReports(&report.Report{Findings: findings, Rules: eng.Rules(), Time: time.Now()})
+				if err := cluster.WritePolicyReports(cmd.Context(), restCfg, reports, namespace); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "meshguard: wrote %d policy reports\n", len(reports))
+			}
 			return rep.write(cmd, &report.Report{Findings: findings, Rules: eng.Rules(), Objects: reported})
 		},
 	}
@@ -95,6 +108,7 @@ unreachable cluster.`,
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
 	out.register(fs)
 	logs.register(fs, "text")
+	fs.BoolVar(&write, "write", false, "also keep the findings in the cluster as wgpolicyk8s.io/v1alpha2 PolicyReports (one per namespace) and a ClusterPolicyReport, replacing the previous audit's")
 	fs.StringVarP(&namespace, "namespace", "n", "", "report only the findings of objects in this namespace (the whole cluster is still the inventory)")
 	return cmd
 }

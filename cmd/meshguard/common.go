@@ -189,6 +189,7 @@ func (r *reporter) write(cmd *cobra.Command, rep *report.Report) error {
 	rep.ExitCode = code
 	rep.ToolVersion = readBuildInfo(debug.ReadBuildInfo).Version
 	rep.Duration = time.Since(r.start)
+	rep.Time = r.start
 	if wd, err := os.Getwd(); err == nil {
 		rep.BaseDir = wd
 	}

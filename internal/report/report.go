@@ -48,6 +48,8 @@ type Report struct {
 	ExitCode int
 	// Duration is how long the run took.
 	Duration time.Duration
+	// Time is when the run started (PolicyReport timestamps).
+	Time time.Time
 }
 
 // Summary counts findings by severity.
@@ -94,7 +96,9 @@ type Options struct {
 }
 
 // Formats lists the output format names.
-func Formats() []string { return []string{"text", "json", "sarif", "junit", "github"} }
+func Formats() []string {
+	return []string{"text", "json", "sarif", "junit", "github", "policyreport"}
+}
 
 // Get returns the Outputter for a format name, or an error naming the valid ones.
 func Get(format string, opts Options) (Outputter, error) {
@@ -109,6 +113,8 @@ func Get(format string, opts Options) (Outputter, error) {
 		return &JUnit{}, nil
 	case "github":
 		return &GitHub{Summary: opts.Summary}, nil
+	case "policyreport":
+		return &PolicyReport{}, nil
 	}
 	return nil, UnknownFormat(format, Formats()...)
 }

@@ -44,6 +44,7 @@ func sample() *Report {
 		ToolVersion: "v1.2.3",
 		ExitCode:    1,
 		Duration:    1234 * time.Millisecond,
+		Time:        time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
 	}
 }
 
@@ -84,6 +85,7 @@ func TestEachFormatMatchesItsGoldenFile(t *testing.T) {
 		{"sarif has relative encoded URIs, fingerprints, rule links, version and invocation", "sarif", "sarif.golden", Options{}},
 		{"junit has a suite per file, a passing case per clean file, errors and time", "junit", "junit.golden", Options{}},
 		{"github writes one workflow command per finding", "github", "github.golden", Options{}},
+		{"policyreport writes a PolicyReport per namespace and a ClusterPolicyReport", "policyreport", "policyreport.golden", Options{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			golden(t, tc.golden, render(t, tc.format, tc.opts, sample()))
@@ -109,7 +111,7 @@ func TestTheGitHubFormatWritesAStepSummaryWhenAsked(t *testing.T) {
 
 func TestAnUnknownFormatIsRefusedWithTheValidOnes(t *testing.T) {
 	_, err := Get("sarif2", Options{})
-	require.EqualError(t, err, `unknown output format "sarif2" (want text, json, sarif, junit, github)`)
+	require.EqualError(t, err, `unknown output format "sarif2" (want text, json, sarif, junit, github, policyreport)`)
 }
 
 // TestSARIFIsValidAgainstTheOASISSchema validates against sarif-schema-2.1.0.json from
