@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -550,6 +551,41 @@ func TestTheSlotIsTakenBeforeTheBodyIsRead(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	require.False(t, body.read.Load(), "the body was read before a slot was free")
+	close(gate.block)
+	<-done
+	<-served
+	require.True(t, body.read.Load())
+}
+
+func TestABodyWaitsForItsShareOfTheByteBudget(t *testing.T) {
+	// Two slots but a byte budget that one large review fills: the second review, smaller
+	// than the budget but larger than what is left, waits for the first one.
+	small := req{op: admissionv1.Create, object: goodVS}.review(t)
+	f := newFixture(t, fmt.Sprintf("webhook: {maxConcurrentReviews: 2, timeout: 20s, maxRequestBytes: %d, maxInFlightBytes: %d}\n", len(small)+1, 2*len(small)-1), meshStrict)
+	base, err := f.cache.Inventory("istio-system", "cluster.local")
+	require.NoError(t, err)
+	gate := &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
+	f.handler.Inventory = gate
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.send(t, req{op: admissionv1.Create, object: goodVS})
+	}()
+	<-gate.entered
+	body := &watchedReader{r: bytes.NewReader(small)}
+	r := httptest.NewRequest(http.MethodPost, Path, body)
+	r.Header.Set("Content-Type", "application/json")
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		f.http.ServeHTTP(httptest.NewRecorder(), r)
+	}()
+	select {
+	case <-gate.entered:
+		t.Fatal("the second review started while the first held most of the byte budget")
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.False(t, body.read.Load(), "the body was read before its bytes were budgeted")
 	close(gate.block)
 	<-done
 	<-served

@@ -205,6 +205,9 @@ func TestObjectSuppliedCELIsBoundedBeforeItIsCompiled(t *testing.T) {
 		{"an expression at the length limit is compiled", "request.path == '" + strings.Repeat("a", engine.MaxEnvoyCELBytes-18) + "'", ""},
 		{"an expression one byte over the length limit is not compiled", "request.path == '" + strings.Repeat("a", engine.MaxEnvoyCELBytes-17) + "'", "over meshguard's limit"},
 		{"three nested comprehensions are refused", "[1].all(a, [2].all(b, [3].all(c, a < b)))", "nest"},
+		{"two nested comprehensions are compiled", "[1].all(a, [2].all(b, a < b))", ""},
+		{"a list of 1,990 elements is compiled", "[" + strings.Repeat("1,", 1989) + "1] == []", ""},
+		{"a list of 2,001 elements is over the node limit", "[" + strings.Repeat("1,", 2000) + "1] == []", "node"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
