@@ -65,19 +65,7 @@ func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any 
 		if _, ok := spec["targetRefs"]; ok {
 			return noRelated
 		}
-		sel := mesh.MatchLabels(spec["selector"])
-		var h mesh.HostMTLS
-		switch {
-		case len(sel) > 0:
-			h = mesh.HostMTLS{Namespace: ns, Workloads: "workloads selected by " + labelString(sel),
-				Modes: ix.Resolver().Possible(ns, sel, 0)}
-		case ns == ix.Root():
-			h = mesh.HostMTLS{Workloads: "workloads of every namespace without a PeerAuthentication of its own",
-				Modes: []mesh.Effective{ix.Resolver().Namespace("")}}
-		default:
-			h = mesh.HostMTLS{Namespace: ns, Workloads: "workloads of namespace " + ns + " that no workload PeerAuthentication selects",
-				Modes: []mesh.Effective{ix.Resolver().Namespace(ns)}}
-		}
+		h := ix.SelectedMTLS(ns, mesh.MatchLabels(spec["selector"]))
 		return map[string]any{"mtls": mtlsFacts(h)}
 	case manifest.KindPeerAuthentication, manifest.KindTelemetry:
 		if scoped(obj) || obj.Namespace == "" {
@@ -250,22 +238,6 @@ func destinations(o *manifest.Object) []destination {
 		}
 	}
 	return out
-}
-
-func labelString(l map[string]string) string {
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	s := ""
-	for i, k := range keys {
-		if i > 0 {
-			s += ","
-		}
-		s += k + "=" + l[k]
-	}
-	return s
 }
 
 func intOf(v any) int64 {

@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"maps"
+	"sort"
+	"strings"
 
 	"github.com/meshguard/meshguard/internal/manifest"
 )
@@ -198,4 +200,34 @@ func (ix *Index) HostMTLS(host, ns string, port uint32) (HostMTLS, bool) {
 		}
 	}
 	return HostMTLS{Namespace: hostNS, Workloads: how, Modes: ix.mtls.Possible(hostNS, labels, target)}, true
+}
+
+// SelectedMTLS resolves the modes of the workloads a policy selects, as Istio scopes
+// AuthorizationPolicies: with a selector, the workloads of ns carrying those labels (in the root
+// namespace, of every namespace); without one, every workload of ns (of the mesh in the root
+// namespace), of which those no workload policy selects have the namespace's mode.
+func (ix *Index) SelectedMTLS(ns string, selector map[string]string) HostMTLS {
+	switch {
+	case ns == ix.root:
+		return HostMTLS{Workloads: "workloads of every namespace without a PeerAuthentication of its own",
+			Modes: []Effective{ix.mtls.Namespace("")}}
+	case len(selector) > 0:
+		return HostMTLS{Namespace: ns, Workloads: "workloads selected by " + labelString(selector),
+			Modes: ix.mtls.Possible(ns, selector, 0)}
+	}
+	return HostMTLS{Namespace: ns, Workloads: "workloads of namespace " + ns + " that no workload PeerAuthentication selects",
+		Modes: []Effective{ix.mtls.Namespace(ns)}}
+}
+
+func labelString(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + l[k]
+	}
+	return strings.Join(parts, ",")
 }

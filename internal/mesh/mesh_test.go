@@ -119,3 +119,28 @@ func TestTheWorkloadsBehindAHostAreFoundByServiceOrAppLabel(t *testing.T) {
 	_, ok := ix.HostMTLS("api.example.com", "shop", 0)
 	require.False(t, ok, "a host outside the mesh has no workloads")
 }
+
+// The workloads an AuthorizationPolicy selects, judged as ComposePeerAuthentication judges them.
+func TestThePolicySelectedWorkloadsAcceptWhatTheirPeerAuthenticationSays(t *testing.T) {
+	mesh := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
+	legacy := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: legacy}\nspec: {mtls: {mode: PERMISSIVE}}\n")
+	strictAPI := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: api, namespace: legacy}\nspec: {selector: {matchLabels: {app: api}}, mtls: {mode: STRICT}}\n")
+	ix := NewIndex("istio-system", "", []*manifest.Object{mesh, legacy, strictAPI}, nil)
+	tests := []struct {
+		name     string
+		ns       string
+		selector map[string]string
+		strict   bool
+	}{
+		{"a namespace-wide policy of a PERMISSIVE namespace", "legacy", nil, false},
+		{"a selector that a STRICT workload policy covers", "legacy", map[string]string{"app": "api"}, true},
+		{"a selector no workload policy covers", "legacy", map[string]string{"app": "web"}, false},
+		{"a namespace without its own policy inherits the mesh", "shop", nil, true},
+		{"the root namespace reaches namespaces without a policy", "istio-system", map[string]string{"app": "web"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.strict, ix.SelectedMTLS(tt.ns, tt.selector).Strict())
+		})
+	}
+}
