@@ -1,0 +1,383 @@
+// Package graph is the live service map: the connected topology Istio's request metrics show
+// (workload -> service -> the workloads behind it), each edge joined with the policy Istio
+// applies to it (internal/mesh), health by configurable thresholds, the impact set of a service
+// and retry amplification along observed call chains. It runs no queries itself: Queries names
+// them and Build turns their answers into a Graph, so the caller owns Prometheus.
+package graph
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/meshguard/meshguard/internal/mesh"
+)
+
+// Node kinds.
+const (
+	KindWorkload = "workload"
+	KindService  = "service"
+)
+
+// Protocols of an edge, from request_protocol (tcp: istio_tcp_connections_opened_total).
+const (
+	ProtocolHTTP = "http"
+	ProtocolGRPC = "grpc"
+	ProtocolTCP  = "tcp"
+)
+
+// Graph is the observed service map over a window.
+type Graph struct {
+	EvaluatedAt time.Time  `json:"evaluatedAt"`
+	Window      string     `json:"window"`
+	Thresholds  Thresholds `json:"thresholds"`
+	Nodes       []Node     `json:"nodes"`
+	Edges       []Edge     `json:"edges"`
+	// Queries are the PromQL queries the graph was built from (a constant number).
+	Queries []string `json:"queries,omitempty"`
+}
+
+// Node is a workload or a service. Its ID holds the cluster, so one name in two clusters is two
+// nodes.
+type Node struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	Cluster   string `json:"cluster,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	// Host is a service's full name (destination_service).
+	Host string `json:"host,omitempty"`
+	// RequestRate and ErrorRate are what the node serves: requests per second into it and the
+	// share that failed. P99Ms is the worst p99 of the edges into it.
+	RequestRate float64  `json:"requestRate"`
+	ErrorRate   float64  `json:"errorRate"`
+	P99Ms       *float64 `json:"p99Ms,omitempty"`
+	Health      Health   `json:"health"`
+}
+
+// Edge is traffic from a workload to a service (a call, with the caller's policy) or from a
+// service to a workload behind it (the service's share of traffic to that workload).
+type Edge struct {
+	ID          string `json:"id"`
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	// Kind is call (workload -> service) or serve (service -> workload).
+	Kind     string `json:"kind"`
+	Protocol string `json:"protocol"`
+	// RequestRate is requests per second (connections per second for tcp).
+	RequestRate float64 `json:"requestRate"`
+	// ErrorRate is the share of requests that failed: HTTP 5xx, or gRPC status other than OK.
+	ErrorRate float64  `json:"errorRate"`
+	P50Ms     *float64 `json:"p50Ms,omitempty"`
+	P99Ms     *float64 `json:"p99Ms,omitempty"`
+	// MTLSShare is the share of requests (connections) the destination proxy saw over mutual
+	// TLS; absent when no destination proxy reported.
+	MTLSShare *float64 `json:"mtlsShare,omitempty"`
+	// Reporter is the proxy the rates come from: source (preferred for calls), destination.
+	Reporter string `json:"reporter"`
+	Health   Health `json:"health"`
+	// Policy is what Istio applies to a call edge.
+	Policy *Policy `json:"policy,omitempty"`
+}
+
+// Edge kinds.
+const (
+	EdgeCall  = "call"
+	EdgeServe = "serve"
+)
+
+// Options configure Build.
+type Options struct {
+	// Index answers which VirtualService and DestinationRule apply (nil: none written).
+	Index      *mesh.Index
+	Thresholds Thresholds
+	Window     time.Duration
+	At         time.Time
+	// Queries are recorded in the graph as its provenance.
+	Queries []string
+}
+
+// flowKey is one observed (caller workload, service, serving workload) triple.
+type flowKey struct {
+	srcCluster, srcNS, srcWL string
+	dstCluster, host         string
+	svcName, svcNS           string
+	dstNS, dstWL             string
+}
+
+// figures are one flow's or one edge's sums by reporter.
+type figures struct {
+	requests, errors   map[string]float64
+	byProtocol         map[string]float64
+	mtls, plain        float64
+	tcp                map[string]float64
+	tcpMTLS, tcpPlain  float64
+	p50, p99           map[string]float64
+}
+
+func newFigures() *figures {
+	return &figures{requests: map[string]float64{}, errors: map[string]float64{}, byProtocol: map[string]float64{},
+		tcp: map[string]float64{}, p50: map[string]float64{}, p99: map[string]float64{}}
+}
+
+func (f *figures) add(o *figures) {
+	for k, v := range o.requests {
+		f.requests[k] += v
+	}
+	for k, v := range o.errors {
+		f.errors[k] += v
+	}
+	for k, v := range o.byProtocol {
+		f.byProtocol[k] += v
+	}
+	for k, v := range o.tcp {
+		f.tcp[k] += v
+	}
+	f.mtls += o.mtls
+	f.plain += o.plain
+	f.tcpMTLS += o.tcpMTLS
+	f.tcpPlain += o.tcpPlain
+}
+
+func label(m model.Metric, name string) string { return string(m[model.LabelName(name)]) }
+
+func keyOf(m model.Metric) flowKey {
+	return flowKey{
+		srcCluster: label(m, "source_cluster"), srcNS: label(m, "source_workload_namespace"), srcWL: label(m, "source_workload"),
+		dstCluster: label(m, "destination_cluster"), host: label(m, "destination_service"),
+		svcName: label(m, "destination_service_name"), svcNS: label(m, "destination_service_namespace"),
+		dstNS: label(m, "destination_workload_namespace"), dstWL: label(m, "destination_workload"),
+	}
+}
+
+func (k flowKey) callKey() flowKey  { k.dstNS, k.dstWL = "", ""; return k }
+func (k flowKey) serveKey() flowKey { k.srcCluster, k.srcNS, k.srcWL = "", "", ""; return k }
+
+// Build turns the answers to Queries (by query name; a missing one counts as empty) into the
+// graph, joined with the policy opts.Index gives each call.
+func Build(results map[string]model.Vector, opts Options) *Graph {
+	if opts.Thresholds == (Thresholds{}) {
+		opts.Thresholds = DefaultThresholds()
+	}
+	flows := map[flowKey]*figures{}
+	get := func(k flowKey) *figures {
+		f, ok := flows[k]
+		if !ok {
+			f = newFigures()
+			flows[k] = f
+		}
+		return f
+	}
+	for _, s := range results[QueryRequests] {
+		f := get(keyOf(s.Metric))
+		r := label(s.Metric, "reporter")
+		f.requests[r] += float64(s.Value)
+		f.byProtocol[label(s.Metric, "request_protocol")] += float64(s.Value)
+	}
+	for _, s := range results[QueryErrors] {
+		get(keyOf(s.Metric)).errors[label(s.Metric, "reporter")] += float64(s.Value)
+	}
+	for _, s := range results[QuerySecurity] {
+		f := get(keyOf(s.Metric))
+		if label(s.Metric, "connection_security_policy") == "mutual_tls" {
+			f.mtls += float64(s.Value)
+		} else {
+			f.plain += float64(s.Value)
+		}
+	}
+	for _, s := range results[QueryTCP] {
+		f := get(keyOf(s.Metric))
+		r := label(s.Metric, "reporter")
+		f.tcp[r] += float64(s.Value)
+		if r == "destination" {
+			if label(s.Metric, "connection_security_policy") == "mutual_tls" {
+				f.tcpMTLS += float64(s.Value)
+			} else {
+				f.tcpPlain += float64(s.Value)
+			}
+		}
+	}
+	calls, serves := map[flowKey]*figures{}, map[flowKey]*figures{}
+	for k, f := range flows {
+		for _, agg := range []struct {
+			m map[flowKey]*figures
+			k flowKey
+		}{{calls, k.callKey()}, {serves, k.serveKey()}} {
+			a, ok := agg.m[agg.k]
+			if !ok {
+				a = newFigures()
+				agg.m[agg.k] = a
+			}
+			a.add(f)
+		}
+	}
+	quantiles := func(name string, m map[flowKey]*figures, keyFn func(flowKey) flowKey, set func(*figures) map[string]float64) {
+		for _, s := range results[name] {
+			v := float64(s.Value)
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				continue
+			}
+			if f, ok := m[keyFn(keyOf(s.Metric))]; ok {
+				set(f)[label(s.Metric, "reporter")] = v
+			}
+		}
+	}
+	p50 := func(f *figures) map[string]float64 { return f.p50 }
+	p99 := func(f *figures) map[string]float64 { return f.p99 }
+	quantiles(QueryCallP50, calls, flowKey.callKey, p50)
+	quantiles(QueryCallP99, calls, flowKey.callKey, p99)
+	quantiles(QueryServeP50, serves, flowKey.serveKey, p50)
+	quantiles(QueryServeP99, serves, flowKey.serveKey, p99)
+
+	g := &Graph{EvaluatedAt: opts.At, Window: model.Duration(opts.Window).String(), Thresholds: opts.Thresholds, Queries: opts.Queries}
+	nodes := map[string]*Node{}
+	addNode := func(n Node) string {
+		if _, ok := nodes[n.ID]; !ok {
+			nodes[n.ID] = &n
+		}
+		return n.ID
+	}
+	join := policyJoin{ix: opts.Index}
+	for k, f := range calls {
+		e, ok := f.edge("source")
+		if !ok {
+			continue
+		}
+		e.Kind = EdgeCall
+		e.Source = addNode(workloadNode(k.srcCluster, k.srcNS, k.srcWL))
+		e.Destination = addNode(serviceNode(k, opts.Index))
+		if e.Protocol != ProtocolTCP {
+			p := join.policy(k.srcNS, k.host)
+			e.Policy = &p
+		} else if dr := join.destinationRule(k.srcNS, k.host); dr != nil {
+			e.Policy = &Policy{DestinationRule: dr}
+		}
+		g.Edges = append(g.Edges, e)
+	}
+	for k, f := range serves {
+		e, ok := f.edge("destination")
+		if !ok || k.dstWL == "" {
+			continue
+		}
+		e.Kind = EdgeServe
+		e.Source = addNode(serviceNode(k, opts.Index))
+		e.Destination = addNode(workloadNode(k.dstCluster, k.dstNS, k.dstWL))
+		g.Edges = append(g.Edges, e)
+	}
+	sort.Slice(g.Edges, func(i, j int) bool {
+		if g.Edges[i].Source != g.Edges[j].Source {
+			return g.Edges[i].Source < g.Edges[j].Source
+		}
+		return g.Edges[i].Destination < g.Edges[j].Destination
+	})
+	for i := range g.Edges {
+		e := &g.Edges[i]
+		e.ID = e.Source + " -> " + e.Destination
+		e.Health = opts.Thresholds.Judge(e.RequestRate, e.ErrorRate, e.P99Ms, e.Protocol == ProtocolTCP)
+		// A node's figures are what flows into it: calls into a service, serves into a workload.
+		n := nodes[e.Destination]
+		if e.Protocol != ProtocolTCP {
+			n.RequestRate += e.RequestRate
+			n.ErrorRate += e.ErrorRate * e.RequestRate
+			if e.P99Ms != nil && (n.P99Ms == nil || *e.P99Ms > *n.P99Ms) {
+				p := *e.P99Ms
+				n.P99Ms = &p
+			}
+		}
+	}
+	for _, n := range nodes {
+		if n.RequestRate > 0 {
+			n.ErrorRate /= n.RequestRate
+		}
+		n.Health = opts.Thresholds.Judge(n.RequestRate, n.ErrorRate, n.P99Ms, false)
+		g.Nodes = append(g.Nodes, *n)
+	}
+	sort.Slice(g.Nodes, func(i, j int) bool { return g.Nodes[i].ID < g.Nodes[j].ID })
+	return g
+}
+
+// edge computes an edge's figures from the preferred reporter's view, the other one when the
+// preferred proxy reported nothing (a caller without a sidecar). ok is false without traffic.
+func (f *figures) edge(prefer string) (Edge, bool) {
+	other := map[string]string{"source": "destination", "destination": "source"}[prefer]
+	r := prefer
+	if f.requests[r] == 0 && f.tcp[r] == 0 {
+		r = other
+	}
+	e := Edge{Reporter: r}
+	switch req := f.requests[r]; {
+	case req > 0:
+		e.Protocol = ProtocolHTTP
+		if f.byProtocol[ProtocolGRPC] > f.byProtocol[ProtocolHTTP] {
+			e.Protocol = ProtocolGRPC
+		}
+		e.RequestRate = req
+		e.ErrorRate = f.errors[r] / req
+		e.P50Ms, e.P99Ms = pick(f.p50, r, other), pick(f.p99, r, other)
+		e.MTLSShare = share(f.mtls, f.plain)
+	case f.tcp[r] > 0:
+		e.Protocol = ProtocolTCP
+		e.RequestRate = f.tcp[r]
+		e.MTLSShare = share(f.tcpMTLS, f.tcpPlain)
+	default:
+		return Edge{}, false
+	}
+	return e, true
+}
+
+func pick(m map[string]float64, first, second string) *float64 {
+	for _, r := range []string{first, second} {
+		if v, ok := m[r]; ok {
+			return &v
+		}
+	}
+	return nil
+}
+
+func share(part, rest float64) *float64 {
+	if part+rest == 0 {
+		return nil
+	}
+	v := part / (part + rest)
+	return &v
+}
+
+// unknown is Istio's value for a label it cannot know.
+const unknown = "unknown"
+
+func workloadNode(cluster, ns, name string) Node {
+	if name == "" || name == unknown {
+		// Clients without a sidecar are indistinguishable: one node per cluster.
+		return Node{ID: fmt.Sprintf("workload:%s/unknown", cluster), Kind: KindWorkload, Cluster: cluster, Name: unknown}
+	}
+	return Node{ID: fmt.Sprintf("workload:%s/%s/%s", cluster, ns, name), Kind: KindWorkload, Cluster: cluster, Namespace: ns, Name: name}
+}
+
+func serviceNode(k flowKey, ix *mesh.Index) Node {
+	name, ns := k.svcName, k.svcNS
+	if name == "" || name == unknown {
+		name, ns = k.host, ""
+		domain := mesh.DefaultDomain
+		if ix != nil {
+			domain = ix.Domain()
+		}
+		if n, ok := mesh.ServiceName(k.host, domain); ok {
+			name = n
+			ns, _ = mesh.HostNamespace(k.host, "", domain)
+		}
+	}
+	return Node{ID: fmt.Sprintf("service:%s/%s", k.dstCluster, k.host), Kind: KindService, Cluster: k.dstCluster,
+		Namespace: ns, Name: name, Host: k.host}
+}
+
+// Node returns the node with id, or nil.
+func (g *Graph) Node(id string) *Node {
+	i := sort.Search(len(g.Nodes), func(i int) bool { return g.Nodes[i].ID >= id })
+	if i < len(g.Nodes) && g.Nodes[i].ID == id {
+		return &g.Nodes[i]
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package graph
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+// Query names.
+const (
+	QueryRequests  = "graph_requests"
+	QueryErrors    = "graph_errors"
+	QuerySecurity  = "graph_security"
+	QueryTCP       = "graph_tcp"
+	QueryCallP50   = "graph_call_p50"
+	QueryCallP99   = "graph_call_p99"
+	QueryServeP50  = "graph_serve_p50"
+	QueryServeP99  = "graph_serve_p99"
+	flowLabels     = `reporter, source_cluster, source_workload_namespace, source_workload, destination_cluster, destination_service, destination_service_name, destination_service_namespace, destination_workload_namespace, destination_workload`
+	callLabels     = `reporter, source_cluster, source_workload_namespace, source_workload, destination_cluster, destination_service, destination_service_name, destination_service_namespace`
+	serveLabels    = `reporter, destination_cluster, destination_service, destination_service_name, destination_service_namespace, destination_workload_namespace, destination_workload`
+	durationMetric = "istio_request_duration_milliseconds_bucket"
+)
+
+// Query is one PromQL query of the graph.
+type Query struct {
+	Name, Query, Describes string
+}
+
+// Queries are the graph's queries over window: one per figure, whatever the size of the mesh.
+func Queries(window time.Duration) []Query {
+	w := model.Duration(window).String()
+	quantile := func(q float64, by string) string {
+		return fmt.Sprintf(`histogram_quantile(%g, sum by (%s, le) (rate(%s[%s])))`, q, by, durationMetric, w)
+	}
+	return []Query{
+		{QueryRequests, fmt.Sprintf(`sum by (%s, request_protocol) (rate(istio_requests_total[%s]))`, flowLabels, w),
+			"requests per second per caller, service, serving workload, reporter and protocol"},
+		// gRPC reports most failures as HTTP 200 with a non-OK grpc-status: both count.
+		{QueryErrors, fmt.Sprintf(`sum by (%s) (rate(istio_requests_total{response_code=~"5.."}[%s]) or rate(istio_requests_total{request_protocol="grpc",response_code!~"5..",grpc_response_status!~"0|"}[%s]))`, flowLabels, w, w),
+			"failed requests per second (HTTP 5xx, gRPC status other than OK)"},
+		{QuerySecurity, fmt.Sprintf(`sum by (%s, connection_security_policy) (rate(istio_requests_total{reporter="destination"}[%s]))`, flowLabels, w),
+			"requests per second by connection security, as the destination proxy reports it"},
+		{QueryTCP, fmt.Sprintf(`sum by (%s, connection_security_policy) (rate(istio_tcp_connections_opened_total[%s]))`, flowLabels, w),
+			"TCP connections per second by reporter and connection security"},
+		{QueryCallP50, quantile(0.5, callLabels), "median request duration per caller and service"},
+		{QueryCallP99, quantile(0.99, callLabels), "99th percentile request duration per caller and service"},
+		{QueryServeP50, quantile(0.5, serveLabels), "median request duration per service and serving workload"},
+		{QueryServeP99, quantile(0.99, serveLabels), "99th percentile request duration per service and serving workload"},
+	}
+}
