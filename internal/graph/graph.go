@@ -110,12 +110,12 @@ type flowKey struct {
 
 // figures are one flow's or one edge's sums by reporter.
 type figures struct {
-	requests, errors   map[string]float64
-	byProtocol         map[string]float64
-	mtls, plain        float64
-	tcp                map[string]float64
-	tcpMTLS, tcpPlain  float64
-	p50, p99           map[string]float64
+	requests, errors  map[string]float64
+	byProtocol        map[string]float64
+	mtls, plain       float64
+	tcp               map[string]float64
+	tcpMTLS, tcpPlain float64
+	p50, p99          map[string]float64
 }
 
 func newFigures() *figures {

@@ -45,7 +45,9 @@ func (c call) metric(reporter string, extra ...string) model.Metric {
 
 func vec(samples ...*model.Sample) model.Vector { return samples }
 
-func sample(v float64, m model.Metric) *model.Sample { return &model.Sample{Metric: m, Value: model.SampleValue(v)} }
+func sample(v float64, m model.Metric) *model.Sample {
+	return &model.Sample{Metric: m, Value: model.SampleValue(v)}
+}
 
 // observed is the query answers for calls seen by both proxies over mTLS, without errors.
 func observed(calls ...call) map[string]model.Vector {
@@ -292,7 +294,7 @@ func TestAmplificationMultipliesTheRetriesOfEveryHop(t *testing.T) {
 				{Service: svc("a"), Attempts: 3, WorstCase: 4}, {Service: svc("b"), Attempts: 2, WorstCase: 12}, {Service: svc("a"), Attempts: 3, WorstCase: 48}}}},
 		},
 		{
-			name: "a cycle nobody enters is followed from its first workload",
+			name:  "a cycle nobody enters is followed from its first workload",
 			calls: []call{{src: "shop/a-v1", dst: "shop/b-v1", rate: 1}, {src: "shop/b-v1", dst: "shop/a-v1", rate: 1}},
 			want: []Chain{{Entry: wl("a"), Share: 1, WorstCase: 27, Cycle: true, Hops: []Hop{
 				{Service: svc("b"), Attempts: 2, WorstCase: 3}, {Service: svc("a"), Attempts: 2, WorstCase: 9}, {Service: svc("b"), Attempts: 2, WorstCase: 27}}}},
@@ -336,7 +338,7 @@ func TestImpactFindsDependentsWithTheirShareAndTheDependencies(t *testing.T) {
 			dependents:   map[string]float64{wl("a"): 0.6, svc("a"): 0.6, webWL: 0.6},
 			dependencies: []string{wl("b"), svc("d"), wl("d")}},
 		{name: "in a diamond, everything above d reaches it through b or c", calls: diamond, service: "d.shop",
-			dependents: map[string]float64{wl("b"): 1, wl("c"): 1, svc("b"): 1, svc("c"): 1, wl("a"): 0.8, svc("a"): 0.8, webWL: 0.8},
+			dependents:   map[string]float64{wl("b"): 1, wl("c"): 1, svc("b"): 1, svc("c"): 1, wl("a"): 0.8, svc("a"): 0.8, webWL: 0.8},
 			dependencies: []string{wl("d")}},
 		{name: "in a cycle, the service's own workload depends on it through the loop", calls: cycle, service: host("shop/a"),
 			dependents:   map[string]float64{webWL: 1, wl("b"): 1, svc("b"): 1, wl("a"): 1},

@@ -10,9 +10,9 @@ type Health string
 
 // Health values. Unknown: no requests in the window, or a TCP edge, which has no error signal.
 const (
-	Green  Health = "green"
-	Yellow Health = "yellow"
-	Red    Health = "red"
+	Green   Health = "green"
+	Yellow  Health = "yellow"
+	Red     Health = "red"
 	Unknown Health = "unknown"
 )
 
