@@ -218,8 +218,8 @@ func valCorpus(t *testing.T, root string) []valCase {
 }
 
 // valMutations derives invalid and borderline objects from the corpus: fields removed, values
-// of the wrong type, numbers out of range, bad durations, unknown fields, and values that break
-// the CRDs' CEL rules. Each object yields a few of each, chosen by position so the corpus is the
+// of the wrong type, numbers out of range, bad durations, unknown fields, values that break the
+// CRDs' CEL rules, and Telemetry expressions that are not CEL. Each object yields a few of each, chosen by position so the corpus is the
 // same on every run.
 func valMutations(base []valCase) []valCase {
 	var out []valCase
@@ -272,6 +272,16 @@ func valMutations(base []valCase) []valCase {
 				return valSet(o, []any{"spec", "portLevelMtls"}, map[string]any{"8080": map[string]any{"mode": "DISABLE"}})
 			})
 		case "Telemetry", "AuthorizationPolicy", "RequestAuthentication", "WasmPlugin":
+			if c.obj["kind"] == "Telemetry" {
+				// Expressions that are not CEL: the CRD takes any string, istiod refuses them.
+				add("an access log filter that is not CEL", func(o map[string]any) bool {
+					return valSet(o, []any{"spec", "accessLogging"}, []any{map[string]any{"filter": map[string]any{"expression": "response.code >="}}})
+				})
+				add("a tag override that is not CEL", func(o map[string]any) bool {
+					return valSet(o, []any{"spec", "metrics"}, []any{map[string]any{"overrides": []any{map[string]any{
+						"tagOverrides": map[string]any{"source": map[string]any{"value": `request.host | "unknown"`}}}}}})
+				})
+			}
 			add("both selector and targetRef", func(o map[string]any) bool {
 				return valSet(o, []any{"spec", "selector"}, map[string]any{"matchLabels": map[string]any{"app": "a"}}) &&
 					valSet(o, []any{"spec", "targetRef"}, map[string]any{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "g"})
