@@ -112,7 +112,7 @@ func MostSpecificMatch(needle string, candidates []string) (string, bool) {
 
 func wildcard(h string) bool { return h != "" && h[0] == '*' }
 
-// IsMeshHost tells whether host, as written in an object of namespace ns, reaches Kubernetes
+// IsMeshHost tells whether host, as written in an object, reaches Kubernetes
 // services of the mesh: a short name, a name under `.svc.<domain>`, or a wildcard covering such
 // names (`*.shop.svc.cluster.local`, `*.local`, `*`). Istio's registry knows services only by
 // their full name, so `reviews.bookinfo.svc` and `reviews.bookinfo` are not mesh hosts.
