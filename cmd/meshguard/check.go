@@ -288,7 +288,7 @@ func runCheckOnce(cmd *cobra.Command, f *checkFlags, setup *checkSetup, logger *
 // the queued alerts within --flush-timeout and stops the HTTP server.
 func runCheckDaemon(ctx context.Context, f *checkFlags, setup *checkSetup, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoCollector())
 	metrics := checks.NewMetrics(reg)
 	notifier, err := checkNotifier(setup.ams, metrics, logger)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 )
@@ -329,4 +330,21 @@ func TestTheActionAndThePreCommitHooksCallRealFlags(t *testing.T) {
 		}
 	}
 	require.Equal(t, 2, calls, "the action lints for annotations and for SARIF")
+}
+
+func TestBuildInfoIsAMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	require.NoError(t, reg.Register(buildInfoCollector()))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	require.Len(t, families, 1)
+	require.Equal(t, "meshguard_build_info", families[0].GetName())
+	m := families[0].GetMetric()[0]
+	require.Equal(t, 1.0, m.GetGauge().GetValue())
+	labels := map[string]string{}
+	for _, l := range m.GetLabel() {
+		labels[l.GetName()] = l.GetValue()
+	}
+	require.Equal(t, readBuildInfo(debug.ReadBuildInfo).Version, labels["version"])
+	require.True(t, strings.HasPrefix(labels["goversion"], "go1."), labels)
 }

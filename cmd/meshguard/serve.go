@@ -85,6 +85,9 @@ func serve(ctx context.Context, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := ctrlmetrics.Registry.Register(buildInfoCollector()); err != nil {
+		return fmt.Errorf("register build info: %w", err)
+	}
 	reloader := &webhook.Reloader{
 		Path: f.rules.configPath,
 		Build: func(ctx context.Context, cfg *config.Config) (*engine.Engine, error) {

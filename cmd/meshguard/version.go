@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/meshguard/meshguard/internal/report"
@@ -44,6 +45,18 @@ func readBuildInfo(read func() (*debug.BuildInfo, bool)) buildInfo {
 		b.Version = version
 	}
 	return b
+}
+
+// buildInfoCollector is meshguard_build_info{version,revision,goversion} 1, on the webhook's and
+// the checker's /metrics: dashboards and alerts can tell which build runs where.
+func buildInfoCollector() prometheus.Collector {
+	b := readBuildInfo(debug.ReadBuildInfo)
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshguard_build_info",
+		Help: "A metric with a constant 1 labelled by the meshguard version, VCS revision and Go version it was built from.",
+	}, []string{"version", "revision", "goversion"})
+	g.WithLabelValues(b.Version, b.Revision, b.GoVersion).Set(1)
+	return g
 }
 
 func (b buildInfo) String() string {

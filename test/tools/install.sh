@@ -10,6 +10,10 @@ set -euo pipefail
 KUBE_VERSION=${KUBE_VERSION:-1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-3.6.16}
 HELM_VERSION=${HELM_VERSION:-3.22.0}
+# The Kubernetes version `helm template` assumes (the chart's kubeVersion is checked against it).
+# Helm's release builds set it from their client-go (v0.37 for 3.22); a plain go install leaves
+# 1.20, which the chart refuses.
+HELM_K8S_VERSION=${HELM_K8S_VERSION:-1.37}
 CACHE=${MESHGUARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshguard}
 
 log() { printf '[tools] %s\n' "$*" >&2; }
@@ -18,7 +22,7 @@ bin_path() {
   case "$1" in
     kube-apiserver) echo "$CACHE/kube-apiserver-v$KUBE_VERSION/kube-apiserver" ;;
     etcd) echo "$CACHE/etcd-v$ETCD_VERSION/etcd" ;;
-    helm) echo "$CACHE/helm-v$HELM_VERSION/helm" ;;
+    helm) echo "$CACHE/helm-v$HELM_VERSION-k8s$HELM_K8S_VERSION/helm" ;;
     prometheus) command -v prometheus || echo /usr/bin/prometheus ;;
     alertmanager) command -v prometheus-alertmanager || echo /usr/bin/prometheus-alertmanager ;;
     promtool) command -v promtool || echo /usr/bin/promtool ;;
@@ -103,7 +107,9 @@ install_helm() {
   [ -x "$out" ] && { log "helm v$HELM_VERSION cached at $out"; return; }
   log "building helm v$HELM_VERSION from the Go module proxy (~3 min)"
   mkdir -p "$(dirname "$out")"
-  GOBIN="$(dirname "$out")" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  GOBIN="$(dirname "$out")" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=${HELM_K8S_VERSION%%.*} -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${HELM_K8S_VERSION#*.}" \
+    "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
   log "helm ready: $out"
 }
 
