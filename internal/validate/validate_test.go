@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshguard/meshguard/internal/manifest"
 	"github.com/meshguard/meshguard/internal/validate"
@@ -38,6 +39,14 @@ func parseOne(t testing.TB, doc string) *manifest.Object {
 	return objs[0]
 }
 
+// rawOf decodes a document as the API server does, without meshguard's own strict decode.
+func rawOf(t testing.TB, doc string) map[string]any {
+	t.Helper()
+	var raw map[string]any
+	require.NoError(t, yaml.Unmarshal([]byte(doc), &raw))
+	return raw
+}
+
 func TestTheCRDSchemaRefusesWhatKubectlApplyRefuses(t *testing.T) {
 	v := validator(t)
 	const vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: checkout, namespace: shop}\nspec:\n  hosts: [checkout]\n  http:\n  - route: [{destination: {host: checkout}}]\n"
@@ -55,9 +64,12 @@ func TestTheCRDSchemaRefusesWhatKubectlApplyRefuses(t *testing.T) {
 		{"a port-level mTLS port above 65535 is refused", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p, namespace: shop}\nspec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls: {\"70000\": {mode: STRICT}}\n", "spec.portLevelMtls", "65535"},
 		{"a top-level field the CRD does not know is refused", vs + "specs: {}\n", "specs", `unknown field "specs"`},
 		{"an upper-case name is refused", strings.Replace(vs, "name: checkout", "name: Checkout", 1), "metadata.name", "RFC 1123"},
+		{"a label key that is not a qualified name is refused", strings.Replace(vs, "namespace: shop}", "namespace: shop, labels: {\"a b\": x}}", 1), "metadata.labels", "name part must consist of"},
+		{"a version the CRD does not serve is refused", strings.Replace(vs, "networking.istio.io/v1", "networking.istio.io/v2", 1), "apiVersion", "no matches for kind"},
+		{"status is dropped on create, as the API server drops it", vs + "status: {anything: 1}\n", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			issues := v.Schema(context.Background(), parseOne(t, tc.doc).Raw)
+			issues := v.Schema(context.Background(), rawOf(t, tc.doc))
 			if tc.wantPath == "" {
 				require.Empty(t, issues)
 				return
