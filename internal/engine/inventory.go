@@ -52,25 +52,6 @@ func (ix *Index) List(kind, namespace string) []*manifest.Object {
 func (ix *Index) Mesh() *mesh.Index { return ix.mesh }
 func (ix *Index) Complete() bool    { return ix.complete }
 
-// Overlay returns base with obj put in place of its stored version (same kind, namespace and
-// name), or with it removed when remove is true: the inventory as it would be if the change
-// under review were admitted.
-func Overlay(base Inventory, obj *manifest.Object, remove bool, rootNamespace, domain string) Inventory {
-	var objects []*manifest.Object
-	// Only the kinds the rules compare are copied; a cluster's other objects stay where they are.
-	for _, kind := range manifest.Kinds() {
-		for _, o := range base.List(kind, "") {
-			if o.Key() != obj.Key() {
-				objects = append(objects, o)
-			}
-		}
-	}
-	if !remove {
-		objects = append(objects, obj)
-	}
-	return NewIndex(objects, base.Complete(), rootNamespace, domain)
-}
-
 func specString(o *manifest.Object, field string) string {
 	spec := o.SpecMap()
 	s, _ := spec[field].(string)
