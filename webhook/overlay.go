@@ -11,8 +11,9 @@ import (
 
 // overlay is the inventory as it would be if the change under review were admitted: base with
 // obj in place of its stored version, or without it when remove is set. It answers what a new
-// index of the changed objects would (overlay_test.go checks), but copies only the lists a rule actually asks for, and only when obj
-// belongs in them, instead of re-indexing the whole cluster on every review: a review asks for
+// index of the changed objects would (overlay_test.go checks), but copies only the lists a rule
+// actually asks for, and only when obj belongs in them, instead of re-indexing the whole cluster
+// on every review: a review asks for
 // one or two short lists, while the cluster may hold thousands of objects.
 type overlay struct {
 	base   engine.Inventory
