@@ -13,8 +13,8 @@ import (
 // obj in place of its stored version, or without it when remove is set. It answers what a new
 // index of the changed objects would (overlay_test.go checks), but copies only the lists a rule
 // actually asks for, and only when obj belongs in them, instead of re-indexing the whole cluster
-// on every review: a review asks for
-// one or two short lists, while the cluster may hold thousands of objects.
+// on every review: a review asks for one or two short lists, while the cluster may hold
+// thousands of objects.
 type overlay struct {
 	base   engine.Inventory
 	obj    *manifest.Object
