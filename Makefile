@@ -41,6 +41,8 @@ staticcheck:
 test: tools vet image
 	MESHGUARD_IMAGE=$(CURDIR)/$(IMAGE_TAR) $(GO) test -count=1 -timeout 45m ./...
 
+# unit: the fast tier, under a minute warm; it starts no process (tests that start one, such as
+# the xmllint, image, chart and end-to-end tests, skip under -short).
 unit:
 	$(GO) test -count=1 -short ./internal/... ./policies/... ./cmd/... ./webhook/... ./checks/...
 

@@ -20,6 +20,7 @@ import (
 	"github.com/meshguard/meshguard/internal/cluster"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/manifest"
+	"github.com/meshguard/meshguard/internal/report"
 )
 
 // checkFlags are the flags of `meshguard check`; zero values leave the config file's settings.
@@ -231,7 +232,7 @@ func checkFormat(s string) (string, error) {
 			return s, nil
 		}
 	}
-	return "", usageError(fmt.Errorf("-o %q: want one of %s", s, strings.Join(checks.ReportFormats(), ", ")))
+	return "", usageError(report.UnknownFormat(s, checks.ReportFormats()...))
 }
 
 func checkNotifier(ams []config.Endpoint, metrics *checks.Metrics, logger *slog.Logger) (*checks.Notifier, error) {
