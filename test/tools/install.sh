@@ -3,7 +3,7 @@
 # module proxy and installs Prometheus and Alertmanager from Debian's packages. Binaries are cached
 # outside the clone, keyed by version, so a fresh clone on the same machine reuses them. Idempotent.
 #
-# Usage: test/tools/install.sh [kube-apiserver|etcd|helm|prometheus|all]
+# Usage: test/tools/install.sh [kube-apiserver|etcd|helm|prometheus|xmllint|all]
 # Prints nothing but progress on stderr; `test/tools/install.sh path NAME` prints a binary's path.
 set -euo pipefail
 
@@ -135,12 +135,24 @@ install_prometheus() {
   log "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}') installed"
 }
 
+# xmllint validates the JUnit report against the Jenkins xunit schema (internal/report); no Go XSD
+# validator exists.
+install_xmllint() {
+  command -v xmllint >/dev/null && { log "xmllint installed"; return; }
+  log "installing xmllint from Debian's libxml2-utils"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends libxml2-utils >/dev/null
+  log "xmllint installed"
+}
+
 case "${1:-all}" in
   path) bin_path "$2" ;;
   kube-apiserver) install_kube_apiserver ;;
   etcd) install_etcd ;;
   helm) install_helm ;;
   prometheus) install_prometheus ;;
-  all) install_prometheus; install_etcd; install_helm; install_kube_apiserver ;;
-  *) echo "usage: $0 [kube-apiserver|etcd|helm|prometheus|all|path NAME]" >&2; exit 2 ;;
+  xmllint) install_xmllint ;;
+  all) install_prometheus; install_xmllint; install_etcd; install_helm; install_kube_apiserver ;;
+  *) echo "usage: $0 [kube-apiserver|etcd|helm|prometheus|xmllint|all|path NAME]" >&2; exit 2 ;;
 esac
