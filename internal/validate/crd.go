@@ -1,14 +1,16 @@
 package validate
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	apiextensionsinternal "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -48,48 +50,86 @@ type crdVersion struct {
 type groupKind struct{ group, kind string }
 
 // loadCRDs compiles every served version of every CRD in data, keyed by group, kind and version.
+// The documents are decoded and compiled in parallel: this is the whole start-up cost.
 func loadCRDs(data []byte) (map[groupKind]map[string]*crdVersion, error) {
+	docs := documentSep.Split(string(data), -1)
+	type result struct {
+		gk       groupKind
+		versions map[string]*crdVersion
+		err      error
+	}
+	results := make([]result, len(docs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i].gk, results[i].versions, results[i].err = loadCRD(docs[i])
+			}
+		}()
+	}
+	for i := range docs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
 	out := map[groupKind]map[string]*crdVersion{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 1<<20)
-	for {
-		var crd apiextensionsv1.CustomResourceDefinition
-		if err := dec.Decode(&crd); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, fmt.Errorf("decode Istio CRDs: %w", err)
+	for _, r := range results {
+		if r.err != nil {
+			return nil, r.err
 		}
-		if crd.Kind != "CustomResourceDefinition" {
-			continue
-		}
-		gk := groupKind{crd.Spec.Group, crd.Spec.Names.Kind}
-		out[gk] = map[string]*crdVersion{}
-		var compiled []apiextensionsv1.CustomResourceDefinitionVersion
-	versions:
-		for _, v := range crd.Spec.Versions {
-			if !v.Served || v.Schema == nil {
-				continue
-			}
-			// Istio serves every version of a kind with one schema: compile it once.
-			for _, c := range compiled {
-				if equality.Semantic.DeepEqual(c.Schema, v.Schema) && equality.Semantic.DeepEqual(c.Subresources, v.Subresources) {
-					out[gk][v.Name] = out[gk][c.Name]
-					continue versions
-				}
-			}
-			cv, err := compileVersion(v)
-			if err != nil {
-				return nil, fmt.Errorf("compile CRD %s version %s: %w", crd.Name, v.Name, err)
-			}
-			cv.namespaced = crd.Spec.Scope == apiextensionsv1.NamespaceScoped
-			out[gk][v.Name] = cv
-			compiled = append(compiled, v)
+		if r.versions != nil {
+			out[r.gk] = r.versions
 		}
 	}
 	if len(out) == 0 {
 		return nil, errors.New("decode Istio CRDs: no CustomResourceDefinition found")
 	}
 	return out, nil
+}
+
+// documentSep separates the documents of a multi-document YAML file.
+var documentSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
+
+// loadCRD decodes one document and compiles its served versions; nil versions for a document
+// that is not a CustomResourceDefinition.
+func loadCRD(doc string) (groupKind, map[string]*crdVersion, error) {
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(doc), 4096).Decode(&crd); err != nil {
+		if errors.Is(err, io.EOF) {
+			return groupKind{}, nil, nil // an empty document
+		}
+		return groupKind{}, nil, fmt.Errorf("decode Istio CRDs: %w", err)
+	}
+	if crd.Kind != "CustomResourceDefinition" {
+		return groupKind{}, nil, nil
+	}
+	versions := map[string]*crdVersion{}
+	var compiled []apiextensionsv1.CustomResourceDefinitionVersion
+versions:
+	for _, v := range crd.Spec.Versions {
+		if !v.Served || v.Schema == nil {
+			continue
+		}
+		// Istio serves every version of a kind with one schema: compile it once.
+		for _, c := range compiled {
+			if equality.Semantic.DeepEqual(c.Schema, v.Schema) && equality.Semantic.DeepEqual(c.Subresources, v.Subresources) {
+				versions[v.Name] = versions[c.Name]
+				continue versions
+			}
+		}
+		cv, err := compileVersion(v)
+		if err != nil {
+			return groupKind{}, nil, fmt.Errorf("compile CRD %s version %s: %w", crd.Name, v.Name, err)
+		}
+		cv.namespaced = crd.Spec.Scope == apiextensionsv1.NamespaceScoped
+		versions[v.Name] = cv
+		compiled = append(compiled, v)
+	}
+	return groupKind{crd.Spec.Group, crd.Spec.Names.Kind}, versions, nil
 }
 
 // compileVersion builds the schema validator, the structural schema and the CEL programs the
