@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/meshguard/meshguard/internal/engine"
@@ -32,7 +33,8 @@ func (g *GitHub) Output(w io.Writer, r *Report) error {
 		}
 		props := []string{"title=" + escapeProperty(f.Rule+" "+f.Object())}
 		if f.File != "" {
-			props = append(props, "file="+escapeProperty(f.File))
+			// GitHub places annotations by the path in the repository, not an absolute one.
+			props = append(props, "file="+escapeProperty(filepath.ToSlash(relativeTo(f.File, r.BaseDir))))
 			if f.Line > 0 {
 				props = append(props, "line="+itoa(f.Line))
 			}

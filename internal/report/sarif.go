@@ -188,12 +188,7 @@ func (*SARIF) Output(w io.Writer, r *Report) error {
 // under it, percent-encoded, with forward slashes. An absolute path elsewhere is a file: URI,
 // since a bare "/abs/path" is not a valid artifact location (SARIF1004).
 func artifactFor(file, base string) sarifArtifact {
-	p := file
-	if filepath.IsAbs(p) && base != "" {
-		if rel, err := filepath.Rel(base, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			p = rel
-		}
-	}
+	p := relativeTo(file, base)
 	if filepath.IsAbs(p) {
 		return sarifArtifact{URI: fileURI(p)}
 	}
@@ -202,6 +197,16 @@ func artifactFor(file, base string) sarifArtifact {
 		a.URIBaseID = srcRoot
 	}
 	return a
+}
+
+// relativeTo makes an absolute file under base relative to it; other names are returned as given.
+func relativeTo(file, base string) string {
+	if filepath.IsAbs(file) && base != "" {
+		if rel, err := filepath.Rel(base, file); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return rel
+		}
+	}
+	return file
 }
 
 // relativeURI percent-encodes a relative path; a first segment with a colon gets "./" so that
