@@ -726,9 +726,3 @@ func joinPath(site, field string) string {
 	return site + "." + field
 }
 
-func orRoot(p string) string {
-	if p == "" {
-		return "object"
-	}
-	return p
-}
