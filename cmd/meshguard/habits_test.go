@@ -348,3 +348,38 @@ func TestBuildInfoIsAMetric(t *testing.T) {
 	require.Equal(t, readBuildInfo(debug.ReadBuildInfo).Version, labels["version"])
 	require.True(t, strings.HasPrefix(labels["goversion"], "go1."), labels)
 }
+
+func TestSARIFPlacesInventoryFindingsOnAFile(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "k8s/vs.yaml", badVS)
+	t.Chdir(dir)
+	out, _, code := run(t, "", "lint", "--complete", "-o", "sarif", "k8s")
+	require.Equal(t, 1, code)
+	var log struct {
+		Runs []struct {
+			Results []struct {
+				RuleID    string `json:"ruleId"`
+				Locations []struct {
+					PhysicalLocation *struct {
+						ArtifactLocation struct {
+							URI       string `json:"uri"`
+							URIBaseID string `json:"uriBaseId"`
+						} `json:"artifactLocation"`
+					} `json:"physicalLocation"`
+				} `json:"locations"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &log))
+	var inventory int
+	for _, r := range log.Runs[0].Results {
+		loc := r.Locations[0].PhysicalLocation
+		require.NotNil(t, loc, "%s has a file, so code scanning shows it", r.RuleID)
+		require.Equal(t, "k8s/vs.yaml", loc.ArtifactLocation.URI, r.RuleID)
+		require.Equal(t, "%SRCROOT%", loc.ArtifactLocation.URIBaseID)
+		if r.RuleID == "MG504" {
+			inventory++
+		}
+	}
+	require.Equal(t, 1, inventory, "the missing mesh-wide policy is reported")
+}
