@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/meshguard/meshguard/internal/graph"
 )
 
 // Options configure a Checker.
@@ -54,6 +57,8 @@ type Checker struct {
 
 	mu   sync.Mutex
 	last *Result
+	// page is the service map of the last cycle that built one (Settings.Graph), as HTML.
+	page []byte
 }
 
 // Result is what one cycle found.
@@ -221,6 +226,10 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 	}
 	c.tracker.Update(ts, AlertCheckerOverLimit, over, true)
 
+	if c.opts.Settings.Graph {
+		c.buildPage(ctx, ts)
+	}
+
 	res.Sent = c.tracker.Due(ts, c.opts.Settings.Interval)
 	res.Firing = c.tracker.Firing()
 	res.Duration = time.Since(start)
@@ -257,7 +266,7 @@ func (c *Checker) promWarmingUp(ctx context.Context, ts time.Time) bool {
 
 func needsConfig(alertname string) bool {
 	switch alertname {
-	case AlertPlaintextTraffic, AlertPlaintextAllowed, AlertTelemetryBlind:
+	case AlertPlaintextTraffic, AlertPlaintextAllowed, AlertTelemetryBlind, AlertRetryAmplification:
 		return true
 	}
 	return false
@@ -407,6 +416,33 @@ func (c *Checker) record(res *Result) {
 	c.mu.Lock()
 	c.last = res
 	c.mu.Unlock()
+}
+
+// buildPage rebuilds the service map for /graph. A failure keeps the last page: the map is a
+// view, and the cycle's own queries already report an unreachable Prometheus.
+func (c *Checker) buildPage(ctx context.Context, ts time.Time) {
+	s := c.opts.Settings
+	g, err := BuildGraph(ctx, GraphOptions{Querier: c.opts.Querier, Config: c.meshCfg, Window: s.Window, At: ts,
+		MeshDomain: s.MeshDomain, RootNamespace: s.RootNamespace, QueryTimeout: c.opts.QueryTimeout, Thresholds: s.GraphThresholds})
+	if err != nil {
+		c.opts.Logger.Warn("service map not rebuilt", "error", err)
+		return
+	}
+	var b bytes.Buffer
+	if err := graph.WriteHTML(&b, g, s.RetryAmplification); err != nil {
+		c.opts.Logger.Warn("service map not rendered", "error", err)
+		return
+	}
+	c.mu.Lock()
+	c.page = b.Bytes()
+	c.mu.Unlock()
+}
+
+// Page returns the last service map page, nil when none was built.
+func (c *Checker) Page() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.page
 }
 
 // Last returns the result of the last cycle, or nil before the first.

@@ -1,179 +1,111 @@
 package checks
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshguard/meshguard/internal/graph"
 )
 
-const graphConfig = `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: ratings, namespace: bookinfo}
-spec:
-  hosts: [ratings]
-  http:
-  - name: primary
-    timeout: 10s
-    retries: {attempts: 3, perTryTimeout: 2s, retryOn: 5xx}
-    route: [{destination: {host: ratings}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: ratings-for-legacy, namespace: legacy}
-spec:
-  hosts: [ratings.bookinfo.svc.cluster.local]
-  http:
-  - timeout: 1s
-    route: [{destination: {host: ratings.bookinfo.svc.cluster.local}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: ingress-only, namespace: bookinfo}
-spec:
-  hosts: [details]
-  gateways: [bookinfo-gateway]
-  http:
-  - timeout: 3s
-    route: [{destination: {host: details}}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: ratings, namespace: bookinfo}
-spec:
-  host: ratings
-  trafficPolicy:
-    connectionPool: {http: {maxRetries: 10}}
-    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
-  subsets:
-  - name: v2
-    labels: {version: v2}
-    trafficPolicy:
-      outlierDetection: {consecutive5xxErrors: 2}
-`
-
-func edgeSample(v float64, reporter, srcNS, srcWL, host string, extra ...string) *model.Sample {
-	name, ns := serviceOf(host, "cluster.local")
-	labels := append([]string{"reporter", reporter, "source_workload_namespace", srcNS, "source_workload", srcWL,
-		"destination_service", host, "destination_service_name", name, "destination_service_namespace", ns}, extra...)
+// flowSample is a row of a per-flow graph query: caller ns/workload to the service of workload
+// ns/name-v1, in cluster east.
+func flowSample(v float64, reporter, src, dst string, extra ...string) *model.Sample {
+	srcNS, srcWL, _ := strings.Cut(src, "/")
+	dstNS, dstWL, _ := strings.Cut(dst, "/")
+	svc := strings.TrimSuffix(dstWL, "-v1")
+	labels := append([]string{"source_cluster", "east", "source_workload_namespace", srcNS, "source_workload", srcWL,
+		"destination_cluster", "east", "destination_service", svc + "." + dstNS + ".svc.cluster.local",
+		"destination_service_name", svc, "destination_service_namespace", dstNS,
+		"destination_workload_namespace", dstNS, "destination_workload", dstWL}, extra...)
+	if reporter != "" {
+		labels = append(labels, "reporter", reporter)
+	}
 	return sample(v, labels...)
 }
 
-func TestBuildGraph(t *testing.T) {
-	const ratings = "ratings.bookinfo.svc.cluster.local"
-	const details = "details.bookinfo.svc.cluster.local"
-	const db = "db.data.svc.cluster.local"
+// The edge's configuration comes from internal/mesh, as the lint rules get it: wildcard and
+// root-namespace DestinationRules count, the caller's namespace comes first.
+const graphConfig = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  host: "*.local"
+  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 7}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shop-wide, namespace: shop}
+spec:
+  host: "*.shop.svc.cluster.local"
+  trafficPolicy: {connectionPool: {http: {maxRetries: 5}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: cart-for-web, namespace: web}
+spec:
+  host: cart.shop.svc.cluster.local
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: all-shop, namespace: shop}
+spec:
+  hosts: ["*.shop.svc.cluster.local"]
+  http: [{route: [{destination: {host: cart}}], retries: {attempts: 1}}]
+`
+
+func TestBuildGraphAsksEachQueryOnceAndJoinsWhatIstioApplies(t *testing.T) {
 	s := testSettings()
 	q := newFakeQuerier(s, map[string]model.Vector{
-		graphRequests: {
-			edgeSample(10, "source", "bookinfo", "reviews-v2", ratings), edgeSample(9.5, "destination", "bookinfo", "reviews-v2", ratings),
-			edgeSample(2, "destination", "unknown", "unknown", details),
-			edgeSample(1, "source", "legacy", "batch", ratings),
-			edgeSample(0, "source", "bookinfo", "idle", details),
-		},
-		graphErrors: {edgeSample(0.5, "source", "bookinfo", "reviews-v2", ratings, "response_code", "503")},
-		graphP99:    {edgeSample(42, "source", "bookinfo", "reviews-v2", ratings), edgeSample(7, "destination", "unknown", "unknown", details)},
-		graphSecurity: {
-			edgeSample(9.5, "destination", "bookinfo", "reviews-v2", ratings, "connection_security_policy", "mutual_tls"),
-			edgeSample(2, "destination", "unknown", "unknown", details, "connection_security_policy", "none"),
-		},
-		graphTCP: {
-			edgeSample(0.2, "source", "bookinfo", "ratings-v1", db, "connection_security_policy", "unknown"),
-			edgeSample(0.2, "destination", "bookinfo", "ratings-v1", db, "connection_security_policy", "mutual_tls"),
+		graph.QueryRequests: {
+			flowSample(4, "source", "shop/front", "shop/cart-v1", "request_protocol", "http"),
+			flowSample(2, "source", "web/site", "shop/cart-v1", "request_protocol", "http"),
+			flowSample(1, "source", "shop/cart-v1", "bookinfo/ratings-v1", "request_protocol", "http"),
 		},
 	})
 	g, err := BuildGraph(context.Background(), GraphOptions{Querier: q, Config: meshFrom(t, graphConfig), Window: time.Minute,
-		At: t0, MeshDomain: "cluster.local", RootNamespace: "istio-system"})
+		At: t0, MeshDomain: "cluster.local", RootNamespace: "istio-system", Thresholds: graph.DefaultThresholds()})
 	require.NoError(t, err)
 	require.EqualValues(t, len(GraphSignals(time.Minute)), q.calls.Load(), "one query per figure")
-	byEdge := map[string]Edge{}
+	require.Len(t, g.Queries, len(GraphSignals(time.Minute)))
+	policy := map[string]*graph.Policy{}
 	for _, e := range g.Edges {
-		byEdge[e.Source+" -> "+e.Destination] = e
+		policy[e.ID] = e.Policy
 	}
-	require.Len(t, byEdge, 4, "the idle edge has no traffic and is left out")
-
+	cart := "service:east/cart.shop.svc.cluster.local"
 	tests := []struct {
-		name  string
-		edge  string
-		check func(t *testing.T, e Edge)
+		name, edge, wantDR, wantVS string
+		wantMaxRetries             int64
 	}{
-		{name: "an edge takes the client's figures and the destination's mTLS verdict, and its VirtualService and DestinationRule",
-			edge: "workload:bookinfo/reviews-v2 -> service:" + ratings, check: func(t *testing.T, e Edge) {
-				require.Equal(t, "source", e.Reporter)
-				require.Equal(t, 10.0, e.RequestRate)
-				require.InDelta(t, 0.05, e.ErrorRate, 1e-9)
-				require.Equal(t, 42.0, *e.P99Ms)
-				require.Equal(t, "mutual_tls", e.MTLS)
-				require.Equal(t, "bookinfo/ratings", e.Config.VirtualService)
-				require.Equal(t, []RoutePolicy{{Route: "primary", Timeout: "10s",
-					Retries: &RetryPolicy{Attempts: 3, PerTryTimeout: "2s", RetryOn: "5xx"}}}, e.Config.Routes)
-				require.Equal(t, "bookinfo/ratings", e.Config.DestinationRule)
-				require.Equal(t, int64(10), e.Config.MaxRetries)
-				require.Equal(t, []OutlierPolicy{
-					{Consecutive5xxErrors: 5, Interval: "10s", BaseEjectionTime: "30s", MaxEjectionPercent: 50},
-					{Subset: "v2", Consecutive5xxErrors: 2}}, e.Config.OutlierDetection)
-			}},
-		{name: "a VirtualService in the client's namespace takes precedence",
-			edge: "workload:legacy/batch -> service:" + ratings, check: func(t *testing.T, e Edge) {
-				require.Equal(t, "legacy/ratings-for-legacy", e.Config.VirtualService)
-				require.Equal(t, "1s", e.Config.Routes[0].Timeout)
-				require.True(t, e.Config.Routes[0].Retries.Default, "a route without retries gets Istio's default")
-				require.Equal(t, "unknown", e.MTLS, "no destination proxy reported this edge")
-			}},
-		{name: "a client without a sidecar is seen by the destination, in plaintext; a gateway-only VirtualService does not apply",
-			edge: "workload:unknown -> service:" + details, check: func(t *testing.T, e Edge) {
-				require.Equal(t, "destination", e.Reporter)
-				require.Equal(t, "plaintext", e.MTLS)
-				require.Equal(t, 7.0, *e.P99Ms)
-				require.Empty(t, e.Config.VirtualService)
-				require.Equal(t, int64(2), e.Config.Routes[0].Retries.Attempts)
-				require.True(t, e.Config.Routes[0].Retries.Default)
-			}},
-		{name: "a TCP edge has connections, not requests",
-			edge: "workload:bookinfo/ratings-v1 -> service:" + db, check: func(t *testing.T, e Edge) {
-				require.Equal(t, "tcp", e.Protocol)
-				require.Equal(t, 0.2, e.ConnectionRate)
-				require.Equal(t, "mutual_tls", e.MTLS)
-				require.Empty(t, e.Config.Routes)
-			}},
+		{"a namespace wildcard rule covers its services", "workload:east/shop/front -> " + cart, "shop/shop-wide", "shop/all-shop", 5},
+		{"the caller's own rule wins", "workload:east/web/site -> " + cart, "web/cart-for-web", "shop/all-shop", 0},
+		{"the root namespace's *.local covers other services", "workload:east/shop/cart-v1 -> service:east/ratings.bookinfo.svc.cluster.local",
+			"istio-system/mesh-default", "", 0},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e, ok := byEdge[tc.edge]
-			require.True(t, ok, "no edge %s in %v", tc.edge, byEdge)
-			tc.check(t, e)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := policy[tt.edge]
+			require.NotNil(t, p, "no edge %s", tt.edge)
+			require.Equal(t, tt.wantDR, p.DestinationRule.Name)
+			require.Equal(t, tt.wantVS, p.VirtualService)
+			var maxRetries int64
+			if p.DestinationRule.ConnectionPool != nil {
+				maxRetries = p.DestinationRule.ConnectionPool.MaxRetries
+			}
+			require.Equal(t, tt.wantMaxRetries, maxRetries)
+			if tt.wantVS == "" {
+				require.True(t, p.Routes[0].Retries.Default, "no VirtualService: Istio's default retries")
+			}
 		})
 	}
-
-	t.Run("json round-trips", func(t *testing.T) {
-		var b bytes.Buffer
-		require.NoError(t, WriteGraph(&b, g, "json"))
-		var back Graph
-		require.NoError(t, json.Unmarshal(b.Bytes(), &back))
-		require.Equal(t, len(g.Edges), len(back.Edges))
-		require.Len(t, back.Queries, len(GraphSignals(time.Minute)))
-	})
-	t.Run("dot is a Graphviz digraph with plaintext in red", func(t *testing.T) {
-		var b bytes.Buffer
-		require.NoError(t, WriteGraph(&b, g, "dot"))
-		out := b.String()
-		require.True(t, strings.Contains(out, "digraph mesh {") && strings.HasSuffix(out, "}\n"))
-		require.Contains(t, out, `"workload:bookinfo/reviews-v2" -> "service:ratings.bookinfo.svc.cluster.local"`)
-		require.Contains(t, out, `primary: retries 3×2s, timeout 10s`)
-		require.Contains(t, out, `outlier [v2]: 2×5xx`)
-		require.Regexp(t, `"workload:unknown" -> "service:details[^\n]*color="red"`, out)
-		require.Equal(t, strings.Count(out, "{"), strings.Count(out, "}"))
-	})
-	t.Run("an unknown format is an error", func(t *testing.T) {
-		require.ErrorContains(t, WriteGraph(&bytes.Buffer{}, g, "svg"), `"svg"`)
-	})
 }
 
 func TestBuildGraphFailsOnAFailedQuery(t *testing.T) {
@@ -181,4 +113,96 @@ func TestBuildGraphFailsOnAFailedQuery(t *testing.T) {
 	q.fail(errors.New("connection refused"))
 	_, err := BuildGraph(context.Background(), GraphOptions{Querier: q, Window: time.Minute, At: t0})
 	require.ErrorContains(t, err, "connection refused")
+}
+
+// ingress -> productpage -> reviews -> ratings with Istio's default retries at every hop, and
+// productpage -> details: only the ratings chain (3 × 3 × 3 = 27) exceeds a budget of 10.
+func chainResults() map[string]model.Vector {
+	return map[string]model.Vector{SignalCallChains: {
+		flowSample(10, "", "istio-system/ingress", "shop/productpage-v1"),
+		flowSample(10, "", "shop/productpage-v1", "shop/reviews-v1"),
+		flowSample(10, "", "shop/productpage-v1", "shop/details-v1"),
+		flowSample(5, "", "shop/reviews-v1", "shop/ratings-v1"),
+	}}
+}
+
+func TestRetryAmplificationRaisesTheChainsOverTheBudget(t *testing.T) {
+	const ratingsWithoutRetries = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: shop}
+spec:
+  hosts: [ratings]
+  http: [{route: [{destination: {host: ratings}}], retries: {attempts: 0}}]
+`
+	tests := []struct {
+		name   string
+		config string
+		budget float64
+		want   []string // chain labels
+	}{
+		{name: "Istio's default retries at three hops exceed a budget of 10 at the third",
+			config: meshStrict, budget: 10,
+			want: []string{"istio-system/ingress -> shop/productpage ×3 -> shop/reviews ×9 -> shop/ratings ×27"}},
+		{name: "no retries into ratings keeps the chain at 9", config: ratingsWithoutRetries, budget: 10},
+		{name: "a budget of 2 reports each chain once, at its first service over it", config: meshStrict, budget: 2,
+			want: []string{"istio-system/ingress -> shop/productpage ×3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := testSettings()
+			s.RetryAmplification = tt.budget
+			fs := evalRule(t, AlertRetryAmplification, s, meshFrom(t, tt.config), chainResults())
+			var chains []string
+			for _, f := range fs {
+				chains = append(chains, f.Labels["chain"])
+			}
+			require.Equal(t, tt.want, chains)
+		})
+	}
+	s := testSettings()
+	f := evalRule(t, AlertRetryAmplification, s, meshFrom(t, meshStrict), chainResults())[0]
+	require.Equal(t, 27.0, f.Value)
+	require.Equal(t, map[string]string{"namespace": "shop", "service": "ratings", "destination_service": "ratings.shop.svc.cluster.local",
+		"source_workload": "ingress", "source_workload_namespace": "istio-system", "chain": f.Annotations["chain"]}, f.Labels)
+	require.Contains(t, f.Annotations["description"], "ratings (2 retries, ×27)")
+	require.Contains(t, f.Annotations["description"], "50.00% of istio-system/ingress's traffic follows this chain")
+}
+
+func TestTheDaemonServesTheServiceMapOnlyWhenAskedTo(t *testing.T) {
+	for _, enabled := range []bool{false, true} {
+		s := testSettings()
+		s.Graph = enabled
+		results := chainResults()
+		results[graph.QueryRequests] = model.Vector{flowSample(10, "source", "istio-system/ingress", "shop/productpage-v1")}
+		q := newFakeQuerier(s, results)
+		reg := prometheus.NewRegistry()
+		c, err := New(Options{Settings: s, Querier: q, Config: StaticSource{meshFrom(t, meshStrict)}, Metrics: NewMetrics(reg), Clock: func() time.Time { return t0 }})
+		require.NoError(t, err)
+		h := Handler(c, reg)
+		get := func() (int, string) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/graph", nil))
+			return rec.Code, rec.Body.String()
+		}
+		if !enabled {
+			c.Cycle(context.Background())
+			code, _ := get()
+			require.Equal(t, http.StatusNotFound, code, "off by default")
+			continue
+		}
+		code, _ := get()
+		require.Equal(t, http.StatusServiceUnavailable, code, "no map before the first cycle")
+		c.Cycle(context.Background())
+		code, body := get()
+		require.Equal(t, http.StatusOK, code)
+		require.Contains(t, body, `"service:east/productpage.shop.svc.cluster.local"`)
+		require.Equal(t, http.MethodGet+" only", func() string {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/graph", nil))
+			if rec.Code == http.StatusMethodNotAllowed {
+				return http.MethodGet + " only"
+			}
+			return rec.Result().Status
+		}(), "read-only")
+	}
 }

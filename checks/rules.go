@@ -11,14 +11,15 @@ import (
 
 // Alert names and the rule label of each.
 const (
-	AlertPlaintextTraffic = "MeshPlaintextTraffic"
-	AlertPlaintextAllowed = "MeshPlaintextAllowed"
-	AlertRetryStorm       = "MeshRetryStorm"
-	AlertUpstreamTimeouts = "MeshUpstreamTimeouts"
-	AlertCircuitOpen      = "MeshCircuitOpen"
-	AlertTelemetryBlind   = "MeshTelemetryBlind"
-	AlertCheckerDegraded  = "MeshCheckerDegraded"
-	AlertCheckerOverLimit = "MeshCheckerOverLimit"
+	AlertPlaintextTraffic   = "MeshPlaintextTraffic"
+	AlertPlaintextAllowed   = "MeshPlaintextAllowed"
+	AlertRetryStorm         = "MeshRetryStorm"
+	AlertRetryAmplification = "MeshRetryAmplification"
+	AlertUpstreamTimeouts   = "MeshUpstreamTimeouts"
+	AlertCircuitOpen        = "MeshCircuitOpen"
+	AlertTelemetryBlind     = "MeshTelemetryBlind"
+	AlertCheckerDegraded    = "MeshCheckerDegraded"
+	AlertCheckerOverLimit   = "MeshCheckerOverLimit"
 )
 
 // Severities, as Alertmanager routes usually match them.
@@ -83,6 +84,11 @@ func Rules() []Rule {
 			Signals: []string{SignalEnvoyRetries, SignalURXRetries},
 			Help:    "retries / requests to one destination service exceed the retry ratio (Envoy cluster stats, or the URX share where they are not exported)",
 			eval:    evalRetryStorm},
+		{Alertname: AlertRetryAmplification, Severity: SeverityWarning, ID: "retry-amplification",
+			Signals: []string{SignalCallChains},
+			Help: "along an observed call chain, the retries Istio applies at each hop (Istio's default where none is written) let one call at the entry " +
+				"become more requests at a service than the budget (check.thresholds.retryAmplification, default 10); the chain is in the alert",
+			eval: evalRetryAmplification},
 		{Alertname: AlertUpstreamTimeouts, Severity: SeverityWarning, ID: "upstream-timeouts",
 			Signals: []string{SignalUpstreamTimeouts},
 			Help:    "the share of requests to one destination service that time out upstream (UT) exceeds the timeout ratio",

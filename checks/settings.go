@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/internal/mesh"
 )
 
@@ -42,6 +43,13 @@ type Settings struct {
 	MaxSeriesPerSignal int
 	// MaxAlertsPerCycle bounds the alerts the checker holds; new ones past it are counted.
 	MaxAlertsPerCycle int
+	// RetryAmplification is the worst case (requests per entry call at one service) above which
+	// MeshRetryAmplification fires.
+	RetryAmplification float64
+	// Graph builds the service map every cycle, for /graph.
+	Graph bool
+	// GraphThresholds colour the service map.
+	GraphThresholds graph.Thresholds
 }
 
 // SettingsFrom reads the check section of the shared config. The generatorURL base is the
@@ -61,6 +69,9 @@ func SettingsFrom(c *config.Config) Settings {
 		MeshDomain:           c.MeshDomain,
 		MaxSeriesPerSignal:   c.Check.Limits.MaxSeriesPerSignal,
 		MaxAlertsPerCycle:    c.Check.Limits.MaxAlertsPerCycle,
+		RetryAmplification:   c.Check.Thresholds.RetryAmplification,
+		Graph:                c.Check.Graph.Enabled,
+		GraphThresholds:      GraphThresholds(c),
 	}
 	if s.PrometheusURL == "" {
 		s.PrometheusURL = c.Check.Prometheus.URL
@@ -88,6 +99,12 @@ func (s Settings) Validate() error {
 	if s.MaxSeriesPerSignal <= 0 || s.MaxAlertsPerCycle <= 0 {
 		errs = append(errs, fmt.Errorf("limits (%d series per signal, %d alerts) must be positive", s.MaxSeriesPerSignal, s.MaxAlertsPerCycle))
 	}
+	if s.RetryAmplification < 1 {
+		errs = append(errs, fmt.Errorf("retry amplification budget %v must be at least 1 (one call, no retry)", s.RetryAmplification))
+	}
+	if err := s.GraphThresholds.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("graph health: %w", err))
+	}
 	for _, p := range append(append([]string(nil), s.Include...), s.Exclude...) {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("namespace pattern %q: %w", p, err))
@@ -99,6 +116,13 @@ func (s Settings) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// GraphThresholds reads the service map's health thresholds from the config.
+func GraphThresholds(c *config.Config) graph.Thresholds {
+	h := c.Check.Graph.Health
+	return graph.Thresholds{ErrorRateWarning: h.ErrorRateWarning, ErrorRateCritical: h.ErrorRateCritical,
+		P99WarningMs: float64(h.P99Warning.Milliseconds()), P99CriticalMs: float64(h.P99Critical.Milliseconds())}
 }
 
 func (s Settings) domain() string {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/meshguard/meshguard/internal/graph"
 )
 
 // Signal names. Each is one PromQL query per cycle, aggregated by labels, so the number of
@@ -101,6 +103,8 @@ func Signals(s Settings) []Signal {
 			Describes: "hosts ejected by outlier detection per outbound cluster (the most any client sees)"},
 		{Name: SignalTelemetryPresence, Query: presence("istio_requests_total") + "\nor\n" + presence("istio_tcp_connections_opened_total"),
 			Describes: "namespaces with any request or TCP series reported by a destination proxy in the window"},
+		{Name: SignalCallChains, Query: graph.TopologyQuery(s.Window).Query,
+			Describes: "requests per second per caller workload, service and serving workload: the call chains retry amplification follows"},
 	}
 }
 

@@ -51,8 +51,8 @@ func (f *checkFlags) register(fs *pflag.FlagSet) {
 	f.alertmanagerAuth.register(fs, "alertmanager", "the Alertmanagers of --alertmanager-url")
 	fs.DurationVar(&f.interval, "interval", 0, "time between two checks (default from config: 30s)")
 	fs.DurationVar(&f.window, "window", 0, "range the rates are taken over (default from config: 5m)")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications from the cluster of this kubeconfig (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
-	fs.StringArrayVar(&f.configFrom, "config-from", nil, "read PeerAuthentications from manifest files or directories instead of a cluster; repeatable")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications, VirtualServices and DestinationRules from the cluster of this kubeconfig (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
+	fs.StringArrayVar(&f.configFrom, "config-from", nil, "read PeerAuthentications, VirtualServices and DestinationRules from manifest files or directories instead of a cluster; repeatable")
 	fs.BoolVar(&f.once, "once", false, "check once, print what fires and exit: 0 nothing fires, 1 something fires, 2 usage error or Prometheus unreachable")
 	fs.StringVarP(&f.output, "output", "o", "text", "--once output format: "+strings.Join(checks.ReportFormats(), ", "))
 	fs.StringVar(&f.listenAddress, "listen-address", ":8080", "daemon mode: address of /metrics, /healthz and /readyz")
@@ -140,7 +140,10 @@ func buildCheckSetup(f *checkFlags, fs *pflag.FlagSet) (*checkSetup, error) {
 	if err := settings.Validate(); err != nil {
 		return nil, usageError(fmt.Errorf("check settings: %w", err))
 	}
-	source, err := checkConfigSource(f.configFrom, f.kubeconfig, cfg.RootNamespace, manifest.KindPeerAuthentication)
+	// VirtualServices and DestinationRules: the retries of each hop for MeshRetryAmplification,
+	// and the service map's policies.
+	source, err := checkConfigSource(f.configFrom, f.kubeconfig, cfg.RootNamespace, manifest.KindPeerAuthentication,
+		manifest.KindVirtualService, manifest.KindDestinationRule)
 	if err != nil {
 		return nil, usageError(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/internal/manifest"
 )
 
@@ -21,25 +22,49 @@ func newGraphCmd() *cobra.Command {
 		configFrom     []string
 		kubeconfig     string
 		output         string
+		impact         string
+		amplification  bool
+		budget         float64
 		prometheusAuth endpointFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "graph",
-		Short: "Print the observed service graph, joined with each edge's retries, timeout and outlier detection",
-		Long: `Build the dependency graph Prometheus observed over --window from istio_requests_total and
-istio_tcp_connections_opened_total: source workload -> destination service, with the request rate,
-the share of 5xx, the p99 latency (istio_request_duration_milliseconds) and whether the traffic
-was mTLS. Each edge is joined with the configuration that applies to it: the VirtualService routes'
-retries and timeout (Istio's defaults when none) and the DestinationRule's outlier detection, from
-manifest files (--config-from DIR) or the cluster (--kubeconfig, or in-cluster).
+		Short: "Print the live service map: topology, health, impact of a service and retry amplification",
+		Long: `Build the service map Prometheus observed over --window from Istio's request and TCP metrics:
+caller workload -> service -> the workloads behind it, namespaces as groups, the cluster in every
+node's identity. Each call carries its requests/s, error rate (HTTP 5xx and gRPC non-OK), p50 and
+p99 latency, protocol and observed mTLS share, joined with what Istio applies to it: the
+VirtualService route's retries and timeout (Istio's default retries when none is written) and the
+DestinationRule's outlier detection and connection pool, from manifest files (--config-from DIR)
+or the cluster (--kubeconfig, or in-cluster). Nodes and edges are green, yellow or red by the
+thresholds in check.graph.health (docs/graph.md).
 
-Output: -o json, or -o dot for Graphviz (meshguard graph -o dot | dot -Tsvg > mesh.svg).`,
-		Example: `  meshguard graph --prometheus-url http://localhost:9090 --config-from k8s/ -o dot | dot -Tsvg > mesh.svg
-  meshguard graph --prometheus-url http://localhost:9090 --window 15m -o json`,
+Output: -o json (schema in docs/graph.md), dot (Graphviz), mermaid (GitHub renders it in
+Markdown), or html: one self-contained page with the interactive map.
+
+--impact SERVICE prints what depends on the service, transitively, with the share of each one's
+traffic that passes through it, and what it depends on (where to look for a root cause).
+--amplification prints, for every observed call chain, the worst case requests one call at the
+entry causes at each service (the product of attempts + 1 over the hops) and the share of the
+entry's traffic that follows the chain; chains over --budget are marked. Both: -o text or json.`,
+		Example: `  meshguard graph --prometheus-url http://localhost:9090 --config-from k8s/ -o html > mesh.html
+  meshguard graph --prometheus-url http://localhost:9090 --config-from k8s/ -o dot | dot -Tsvg > mesh.svg
+  meshguard graph --prometheus-url http://localhost:9090 --impact ratings.bookinfo
+  meshguard graph --prometheus-url http://localhost:9090 --amplification --budget 10`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !checkContains(checks.GraphFormats(), output) {
-				return usageError(fmt.Errorf("-o %q: want one of %s", output, strings.Join(checks.GraphFormats(), ", ")))
+			formats := graph.Formats()
+			if impact != "" || amplification {
+				formats = []string{"text", "json"}
+				if !cmd.Flags().Changed("output") {
+					output = "text"
+				}
+			}
+			if impact != "" && amplification {
+				return usageError(errors.New("give --impact or --amplification, not both"))
+			}
+			if !checkContains(formats, output) {
+				return usageError(fmt.Errorf("-o %q: want one of %s", output, strings.Join(formats, ", ")))
 			}
 			cfg, err := config.Load(configPath)
 			if err != nil {
@@ -51,6 +76,13 @@ Output: -o json, or -o dot for Graphviz (meshguard graph -o dot | dot -Tsvg > me
 			}
 			if !cmd.Flags().Changed("window") {
 				window = cfg.Check.Window.Duration
+			}
+			if !cmd.Flags().Changed("budget") {
+				budget = cfg.Check.Thresholds.RetryAmplification
+			}
+			thresholds := checks.GraphThresholds(cfg)
+			if err := thresholds.Validate(); err != nil {
+				return usageError(fmt.Errorf("check.graph.health: %w", err))
 			}
 			prom, err := checks.NewPrometheus(cfg.Check.Prometheus, nil)
 			if err != nil {
@@ -71,11 +103,21 @@ Output: -o json, or -o dot for Graphviz (meshguard graph -o dot | dot -Tsvg > me
 				}
 			}
 			g, err := checks.BuildGraph(cmd.Context(), checks.GraphOptions{Querier: prom, Config: meshCfg, Window: window,
-				MeshDomain: cfg.MeshDomain, RootNamespace: cfg.RootNamespace})
+				MeshDomain: cfg.MeshDomain, RootNamespace: cfg.RootNamespace, Thresholds: thresholds})
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("cannot build the graph from Prometheus at %s: %w", cfg.Check.Prometheus.URL, err)}
 			}
-			return checks.WriteGraph(cmd.OutOrStdout(), g, output)
+			switch {
+			case impact != "":
+				imp, err := g.Impact(impact)
+				if err != nil {
+					return usageError(err)
+				}
+				return graph.WriteImpact(cmd.OutOrStdout(), imp, output)
+			case amplification:
+				return graph.WriteAmplification(cmd.OutOrStdout(), g, g.Amplification(), budget, output)
+			}
+			return graph.Write(cmd.OutOrStdout(), g, output, budget)
 		},
 	}
 	fs := cmd.Flags()
@@ -85,7 +127,10 @@ Output: -o json, or -o dot for Graphviz (meshguard graph -o dot | dot -Tsvg > me
 	fs.DurationVar(&window, "window", 5*time.Minute, "range the rates and latencies are taken over (default from config: 5m)")
 	fs.StringArrayVar(&configFrom, "config-from", nil, "read VirtualServices and DestinationRules from manifest files or directories; repeatable")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "read them from the cluster of this kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
-	fs.StringVarP(&output, "output", "o", "json", "output format: "+strings.Join(checks.GraphFormats(), ", "))
+	fs.StringVarP(&output, "output", "o", "json", "output format: "+strings.Join(graph.Formats(), ", ")+"; with --impact or --amplification: text (default), json")
+	fs.StringVar(&impact, "impact", "", "print the impact set of this service (name, name.namespace or host) instead of the map")
+	fs.BoolVar(&amplification, "amplification", false, "print the retry amplification of every observed call chain instead of the map")
+	fs.Float64Var(&budget, "budget", 10, "worst case above which a chain is over budget (default from config: check.thresholds.retryAmplification)")
 	return cmd
 }
 

@@ -100,6 +100,25 @@ type Check struct {
 	PrometheusExternalURL string `json:"prometheusExternalURL,omitempty"`
 	// Limits bound what the checker holds in memory.
 	Limits CheckLimits `json:"limits,omitempty"`
+	// Graph configures the service map (`meshguard graph`, and /graph of the daemon).
+	Graph CheckGraph `json:"graph,omitempty"`
+}
+
+// CheckGraph configures the service map.
+type CheckGraph struct {
+	// Enabled serves the map at /graph of `meshguard check`, rebuilt every cycle (read-only).
+	Enabled bool `json:"enabled,omitempty"`
+	// Health colours nodes and edges: red at or above a critical figure, yellow at or above a
+	// warning one.
+	Health GraphHealth `json:"health,omitempty"`
+}
+
+// GraphHealth are the service map's health thresholds.
+type GraphHealth struct {
+	ErrorRateWarning  float64  `json:"errorRateWarning,omitempty"`
+	ErrorRateCritical float64  `json:"errorRateCritical,omitempty"`
+	P99Warning        Duration `json:"p99Warning,omitempty"`
+	P99Critical       Duration `json:"p99Critical,omitempty"`
 }
 
 // CheckLimits bound the checker's memory whatever the size of the mesh. What is over a limit is
@@ -147,6 +166,9 @@ type Thresholds struct {
 	RetryRatio float64 `json:"retryRatio,omitempty"`
 	// UpstreamTimeoutRatio: share of UT responses above which MeshUpstreamTimeouts fires.
 	UpstreamTimeoutRatio float64 `json:"upstreamTimeoutRatio,omitempty"`
+	// RetryAmplification: the most requests one call at a chain's entry may cause at a service
+	// (the product of attempts + 1 over the hops) before MeshRetryAmplification fires.
+	RetryAmplification float64 `json:"retryAmplification,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -186,11 +208,14 @@ func Default() *Config {
 		Check: Check{
 			Interval:       Duration{30 * time.Second},
 			Window:         Duration{5 * time.Minute},
-			Thresholds:     Thresholds{RetryRatio: 0.05, UpstreamTimeoutRatio: 0.01},
+			Thresholds:     Thresholds{RetryRatio: 0.05, UpstreamTimeoutRatio: 0.01, RetryAmplification: 10},
 			RunbookBaseURL: "https://github.com/meshguard/meshguard/blob/main/docs/runbooks.md",
 			// Measured at 20,000 series per signal: a daemon holding these peaks at 134 MB RSS,
 			// room under the chart's 256Mi for Alertmanager queues and longer labels.
 			Limits: CheckLimits{MaxSeriesPerSignal: 1000, MaxAlertsPerCycle: 500},
+			// Green under 1% errors: yellow from half of it; latency goals likewise.
+			Graph: CheckGraph{Health: GraphHealth{ErrorRateWarning: 0.005, ErrorRateCritical: 0.01,
+				P99Warning: Duration{500 * time.Millisecond}, P99Critical: Duration{time.Second}}},
 		},
 	}
 }

@@ -177,6 +177,9 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		f.requests[r] += float64(s.Value)
 		f.byProtocol[label(s.Metric, "request_protocol")] += float64(s.Value)
 	}
+	for _, s := range results[QueryTopology] {
+		get(keyOf(s.Metric)).requests["source"] += float64(s.Value)
+	}
 	for _, s := range results[QueryErrors] {
 		get(keyOf(s.Metric)).errors[label(s.Metric, "reporter")] += float64(s.Value)
 	}

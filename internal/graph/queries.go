@@ -2,6 +2,7 @@ package graph
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -17,6 +18,7 @@ const (
 	QueryCallP99   = "graph_call_p99"
 	QueryServeP50  = "graph_serve_p50"
 	QueryServeP99  = "graph_serve_p99"
+	QueryTopology  = "call_chains"
 	flowLabels     = `reporter, source_cluster, source_workload_namespace, source_workload, destination_cluster, destination_service, destination_service_name, destination_service_namespace, destination_workload_namespace, destination_workload`
 	callLabels     = `reporter, source_cluster, source_workload_namespace, source_workload, destination_cluster, destination_service, destination_service_name, destination_service_namespace`
 	serveLabels    = `reporter, destination_cluster, destination_service, destination_service_name, destination_service_namespace, destination_workload_namespace, destination_workload`
@@ -49,4 +51,14 @@ func Queries(window time.Duration) []Query {
 		{QueryServeP50, quantile(0.5, serveLabels), "median request duration per service and serving workload"},
 		{QueryServeP99, quantile(0.99, serveLabels), "99th percentile request duration per service and serving workload"},
 	}
+}
+
+// TopologyQuery is the one query retry amplification needs: requests per second per flow, the
+// larger of the two proxies' counts, so that a caller or a server without a sidecar still shows.
+// Build reads its answer as the callers' view.
+func TopologyQuery(window time.Duration) Query {
+	w := model.Duration(window).String()
+	by := strings.ReplaceAll(flowLabels, "reporter, ", "")
+	return Query{QueryTopology, fmt.Sprintf(`max by (%s) (sum by (%s) (rate(istio_requests_total[%s])))`, by, flowLabels, w),
+		"requests per second per caller, service and serving workload"}
 }
