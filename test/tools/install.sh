@@ -3,7 +3,7 @@
 # module proxy and installs Prometheus and Alertmanager from Debian's packages. Binaries are cached
 # outside the clone, keyed by version, so a fresh clone on the same machine reuses them. Idempotent.
 #
-# Usage: test/tools/install.sh [kube-apiserver|etcd|helm|prometheus|xmllint|all]
+# Usage: test/tools/install.sh [kube-apiserver|etcd|helm|prometheus|xmllint|chromium|all]
 # Prints nothing but progress on stderr; `test/tools/install.sh path NAME` prints a binary's path.
 set -euo pipefail
 
@@ -26,6 +26,7 @@ bin_path() {
     prometheus) command -v prometheus || echo /usr/bin/prometheus ;;
     alertmanager) command -v prometheus-alertmanager || echo /usr/bin/prometheus-alertmanager ;;
     promtool) command -v promtool || echo /usr/bin/promtool ;;
+    chromium) command -v chromium || echo /usr/bin/chromium ;;
     *) echo "unknown tool $1" >&2; return 2 ;;
   esac
 }
@@ -146,6 +147,19 @@ install_xmllint() {
   log "xmllint installed"
 }
 
+# Debian's Chromium for the service map's browser test (driven headless over the DevTools
+# protocol by chromedp; no driver binary, no node).
+install_chromium() {
+  if command -v chromium >/dev/null; then
+    log "chromium installed: $(chromium --version 2>/dev/null | head -1)"; return
+  fi
+  log "installing chromium from Debian's packages"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  log "$(chromium --version 2>/dev/null | head -1) installed"
+}
+
 case "${1:-all}" in
   path) bin_path "$2" ;;
   kube-apiserver) install_kube_apiserver ;;
@@ -153,6 +167,7 @@ case "${1:-all}" in
   helm) install_helm ;;
   prometheus) install_prometheus ;;
   xmllint) install_xmllint ;;
-  all) install_prometheus; install_xmllint; install_etcd; install_helm; install_kube_apiserver ;;
-  *) echo "usage: $0 [kube-apiserver|etcd|helm|prometheus|xmllint|all|path NAME]" >&2; exit 2 ;;
+  chromium) install_chromium ;;
+  all) install_prometheus; install_xmllint; install_chromium; install_etcd; install_helm; install_kube_apiserver ;;
+  *) echo "usage: $0 [kube-apiserver|etcd|helm|prometheus|xmllint|chromium|all|path NAME]" >&2; exit 2 ;;
 esac
