@@ -600,7 +600,12 @@ func TestConfig(t *testing.T) {
 // `meshguard serve --config` and `meshguard check --config` do.
 func renderedConfig(t *testing.T, r rendered) *config.Config {
 	t.Helper()
-	cms := r.all("ConfigMap")
+	var cms []*unstructured.Unstructured
+	for _, u := range r.all("ConfigMap") {
+		if !strings.HasSuffix(u.GetName(), "-dashboard") { // the Grafana dashboard's, grafanaDashboard.enabled
+			cms = append(cms, u)
+		}
+	}
 	require.Len(t, cms, 1)
 	cm := typed[corev1.ConfigMap](t, cms[0])
 	require.Len(t, cm.Data, 1)
