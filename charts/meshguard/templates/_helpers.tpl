@@ -137,7 +137,8 @@ The rendered config.yaml: the chart's defaults (meshguard's own, see internal/co
     "prometheus" (dict "url" "http://prometheus.istio-system.svc:9090")
     "interval" "30s"
     "window" "5m"
-    "thresholds" (dict "retryRatio" 0.05 "upstreamTimeoutRatio" 0.01)
+    "thresholds" (dict "retryRatio" 0.05 "upstreamTimeoutRatio" 0.01 "retryAmplification" 10)
+    "graph" (dict "enabled" .Values.checker.graph.enabled)
     "runbookBaseURL" "https://github.com/meshguard/meshguard/blob/main/docs/runbooks.md")
 -}}
 {{- toYaml (mergeOverwrite $defaults (deepCopy .Values.config)) -}}
