@@ -18,6 +18,7 @@ import (
 
 	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/test/harness"
 	"github.com/meshguard/meshguard/test/meshsim"
 )
@@ -119,22 +120,22 @@ spec: {mtls: {mode: STRICT}}
 	t.Run("graph prints the observed graph as JSON and as Graphviz dot", func(t *testing.T) {
 		out, stderr, code := checkRunCLI(t, bin, "graph", "--prometheus-url", st.prom.URL(), "--config-from", dir, "--window", "10s", "-o", "json")
 		require.Equal(t, 0, code, stderr)
-		var g checks.Graph
+		var g graph.Graph
 		require.NoError(t, json.Unmarshal([]byte(out), &g))
-		edges := map[string]checks.Edge{}
+		edges := map[string]graph.Edge{}
 		for _, e := range g.Edges {
-			edges[e.Source+" -> "+e.Destination] = e
+			edges[e.ID] = e
 		}
-		e := edges["workload:legacy/batch -> service:api.strict.svc.cluster.local"]
-		require.Equal(t, "plaintext", e.MTLS)
+		e := edges["workload:Kubernetes/legacy/batch -> service:Kubernetes/api.strict.svc.cluster.local"]
+		require.Equal(t, 0.0, *e.MTLSShare, "plaintext")
 		require.Greater(t, e.RequestRate, 0.0)
 		require.NotNil(t, e.P99Ms)
-		require.Equal(t, "mutual_tls", edges["workload:storm/frontend -> service:backend.storm.svc.cluster.local"].MTLS)
+		require.Equal(t, 1.0, *edges["workload:Kubernetes/storm/frontend -> service:Kubernetes/backend.storm.svc.cluster.local"].MTLSShare)
 
 		out, stderr, code = checkRunCLI(t, bin, "graph", "--prometheus-url", st.prom.URL(), "--config-from", dir, "--window", "10s", "-o", "dot")
 		require.Equal(t, 0, code, stderr)
 		require.Contains(t, out, "digraph mesh {")
-		require.Contains(t, out, `"workload:legacy/batch" -> "service:api.strict.svc.cluster.local"`)
+		require.Contains(t, out, `"workload:Kubernetes/legacy/batch" -> "service:Kubernetes/api.strict.svc.cluster.local"`)
 		if dot, err := exec.LookPath("dot"); err == nil {
 			cmd := exec.Command(dot, "-Tsvg")
 			cmd.Stdin = strings.NewReader(out)

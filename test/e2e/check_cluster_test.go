@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/test/harness"
 	"github.com/meshguard/meshguard/test/meshsim"
 )
@@ -109,10 +110,16 @@ func TestCheckCluster(t *testing.T) {
 		out, stderr, code := checkRunCLI(t, bin, "graph", "-o", "json", "--prometheus-url", st.prom.URL(),
 			"--kubeconfig", cp.KubeconfigPath(), "--window", checkWindow.String())
 		require.Equal(t, 0, code, stderr)
-		var g checks.Graph
+		var g graph.Graph
 		require.NoError(t, json.Unmarshal([]byte(out), &g))
-		require.Len(t, g.Edges, 1)
-		require.Equal(t, "strict/api", g.Edges[0].Config.VirtualService)
-		require.Equal(t, int64(4), g.Edges[0].Config.Routes[0].Retries.Attempts)
+		var calls []graph.Edge
+		for _, e := range g.Edges {
+			if e.Kind == graph.EdgeCall {
+				calls = append(calls, e)
+			}
+		}
+		require.Len(t, calls, 1)
+		require.Equal(t, "strict/api", calls[0].Policy.VirtualService)
+		require.Equal(t, int64(4), calls[0].Policy.Routes[0].Retries.Attempts)
 	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/test/harness"
 	"github.com/meshguard/meshguard/test/meshsim"
 )
@@ -174,26 +175,34 @@ func TestCheckRulesOnFixedData(t *testing.T) {
 		g, err := checks.BuildGraph(context.Background(), checks.GraphOptions{Querier: api, Config: meshCfg, Window: 5 * time.Minute,
 			At: at, MeshDomain: "cluster.local", RootNamespace: "istio-system"})
 		require.NoError(t, err)
-		edges := map[string]checks.Edge{}
+		edges := map[string]graph.Edge{}
+		calls := 0
 		for _, e := range g.Edges {
-			edges[e.Source+" -> "+e.Destination] = e
+			edges[e.ID] = e
+			if e.Kind == graph.EdgeCall {
+				calls++
+			}
 		}
-		require.Len(t, edges, len(checkFixedFlows()))
-		ratings := edges["workload:bookinfo/reviews-v1 -> service:ratings.bookinfo.svc.cluster.local"]
+		require.Equal(t, len(checkFixedFlows()), calls, "one call edge per flow")
+		const k = "Kubernetes"
+		ratings := edges["workload:"+k+"/bookinfo/reviews-v1 -> service:"+k+"/ratings.bookinfo.svc.cluster.local"]
 		require.InDelta(t, 5, ratings.RequestRate, 1e-6)
 		require.InDelta(t, 49.75, *ratings.P99Ms, 1e-6, "40ms requests land in the (25, 50] bucket")
-		require.Equal(t, "mutual_tls", ratings.MTLS)
-		require.Equal(t, "bookinfo/ratings", ratings.Config.VirtualService)
-		require.Equal(t, "3s", ratings.Config.Routes[0].Timeout)
-		require.Equal(t, int64(2), ratings.Config.Routes[0].Retries.Attempts)
-		require.Equal(t, int64(3), ratings.Config.OutlierDetection[0].Consecutive5xxErrors)
-		legacy := edges["workload:legacy/legacy-client -> service:reviews.bookinfo.svc.cluster.local"]
-		require.Equal(t, "plaintext", legacy.MTLS)
-		require.True(t, legacy.Config.Routes[0].Retries.Default)
-		mysql := edges["workload:bookinfo/reviews-v1 -> service:mysql.bookinfo.svc.cluster.local"]
+		require.InDelta(t, 37.5, *ratings.P50Ms, 1e-6, "the middle of the (25, 50] bucket")
+		require.Equal(t, 1.0, *ratings.MTLSShare)
+		require.Equal(t, "bookinfo/ratings", ratings.Policy.VirtualService)
+		require.Equal(t, "3s", ratings.Policy.Routes[0].Timeout)
+		require.Equal(t, int64(2), ratings.Policy.Routes[0].Retries.Attempts)
+		require.Equal(t, int64(3), ratings.Policy.DestinationRule.OutlierDetection.Consecutive5xxErrors)
+		serve := edges["service:"+k+"/ratings.bookinfo.svc.cluster.local -> workload:"+k+"/bookinfo/ratings-v1"]
+		require.Equal(t, graph.EdgeServe, serve.Kind, "the service links to the workload behind it")
+		legacy := edges["workload:"+k+"/legacy/legacy-client -> service:"+k+"/reviews.bookinfo.svc.cluster.local"]
+		require.Equal(t, 0.0, *legacy.MTLSShare, "plaintext")
+		require.True(t, legacy.Policy.Routes[0].Retries.Default)
+		mysql := edges["workload:"+k+"/bookinfo/reviews-v1 -> service:"+k+"/mysql.bookinfo.svc.cluster.local"]
 		require.Equal(t, "tcp", mysql.Protocol)
-		require.Equal(t, "plaintext", mysql.MTLS)
-		cart := edges["workload:shop/web -> service:cart.shop.svc.cluster.local"]
+		require.Equal(t, 0.0, *mysql.MTLSShare)
+		cart := edges["workload:"+k+"/shop/web -> service:"+k+"/cart.shop.svc.cluster.local"]
 		require.InDelta(t, 0.05, cart.ErrorRate, 1e-6, "the client sees timeouts as 504s")
 		require.Len(t, g.Queries, len(checks.GraphSignals(5*time.Minute)))
 		t.Logf("graph: %d nodes, %d edges", len(g.Nodes), len(g.Edges))
