@@ -43,10 +43,10 @@ type Object struct {
 	memo     sync.Map // evaluator caches, see Memo
 }
 
-// Spec decodes the spec into its istio.io/api type with the decoder the type's own UnmarshalJSON
-// uses, unknown fields refused. Loading has already checked the spec field by field against the
-// same type's descriptor (to name the exact field at fault); decoding is done on first use, as
-// lint's rules read the generic form and need no typed copy.
+// Spec decodes the spec into its istio.io/api type as the type's own UnmarshalJSON would,
+// unknown fields refused. Loading has already checked the spec field by field against the same
+// type's descriptor (to name the exact field at fault); decoding is done on first use, as lint's
+// rules read the generic form and only istiod's validation needs the typed copy.
 func (o *Object) Spec() (proto.Message, error) {
 	o.specOnce.Do(func() {
 		k, ok := kinds[o.Kind]
