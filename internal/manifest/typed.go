@@ -14,9 +14,9 @@ import (
 
 // fill sets m from a generic JSON value as Istio's JSON decoder (golang/protobuf jsonpb, which
 // istio.io/api's UnmarshalJSON uses) reads it, without a round trip through JSON text: field
-// names in JSON or proto form, null as unset, enums by name or number, numbers also written as
-// strings, durations as Go durations ("1m30s"). fromRaw has already checked the shape
-// (checkMessage), so an error here is a value the check let through.
+// names in JSON or proto form, null as unset (in maps too), enums by name or number, numbers
+// also written as strings, durations as Go durations ("1m30s"). fromRaw has already checked the
+// shape (checkMessage), so an error here is a value the check let through.
 func fill(m protoreflect.Message, v any) error {
 	md := m.Descriptor()
 	if f, ok := fillWellKnown[md.FullName()]; ok {
@@ -65,6 +65,11 @@ func fillMap(mm protoreflect.Map, fd protoreflect.FieldDescriptor, v any) error 
 		return fmt.Errorf("expected a map, got %s", describe(v))
 	}
 	for k, x := range obj {
+		if x == nil {
+			// The API server drops a null map value before storing the object or showing it to
+			// a webhook, istiod's included.
+			continue
+		}
 		key, err := protoScalar(fd.MapKey(), k)
 		if err != nil {
 			return err
@@ -72,10 +77,8 @@ func fillMap(mm protoreflect.Map, fd protoreflect.FieldDescriptor, v any) error 
 		vd := fd.MapValue()
 		if vd.Message() != nil {
 			val := mm.NewValue()
-			if x != nil {
-				if err := fill(val.Message(), x); err != nil {
-					return fmt.Errorf("%s: %w", k, err)
-				}
+			if err := fill(val.Message(), x); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
 			}
 			mm.Set(key.MapKey(), val)
 			continue

@@ -67,6 +67,7 @@ func TestTheCRDSchemaRefusesWhatKubectlApplyRefuses(t *testing.T) {
 		{"a label key that is not a qualified name is refused", strings.Replace(vs, "namespace: shop}", "namespace: shop, labels: {\"a b\": x}}", 1), "metadata.labels", "name part must consist of"},
 		{"a version the CRD does not serve is refused", strings.Replace(vs, "networking.istio.io/v1", "networking.istio.io/v2", 1), "apiVersion", "no matches for kind"},
 		{"status is dropped on create, as the API server drops it", vs + "status: {anything: 1}\n", "", ""},
+		{"a null the schema does not allow is dropped, as the API server drops it", vs + "    timeout: null\n    retries: {attempts: 2, perTryTimeout: null}\n", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			issues := v.Schema(context.Background(), rawOf(t, tc.doc))

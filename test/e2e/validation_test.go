@@ -217,8 +217,8 @@ func valCorpus(t *testing.T, root string) []valCase {
 	return out
 }
 
-// valMutations derives invalid and borderline objects from the corpus: fields removed, values
-// of the wrong type, numbers out of range, bad durations, unknown fields, values that break the
+// valMutations derives invalid and borderline objects from the corpus: fields removed or null,
+// values of the wrong type, numbers out of range, bad durations, unknown fields, values that break the
 // CRDs' CEL rules, and Telemetry expressions that are not CEL. Each object yields a few of each, chosen by position so the corpus is the
 // same on every run.
 func valMutations(base []valCase) []valCase {
@@ -243,6 +243,7 @@ func valMutations(base []valCase) []valCase {
 			p := l.path
 			add(fmt.Sprintf("%s removed", valPathString(p)), func(o map[string]any) bool { return valDelete(o, p) })
 			add(fmt.Sprintf("%s of the wrong type", valPathString(p)), func(o map[string]any) bool { return valSet(o, p, valWrongType(l.value)) })
+			add(fmt.Sprintf("%s = null", valPathString(p)), func(o map[string]any) bool { return valSet(o, p, nil) })
 			add(fmt.Sprintf("an unknown field beside %s", valPathString(p)), func(o map[string]any) bool {
 				return valSet(o, append(append([]any{}, p[:len(p)-1]...), "unknownField"), true)
 			})
