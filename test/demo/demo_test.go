@@ -135,7 +135,7 @@ func TestDemo(t *testing.T) {
 	step("meshguard check --once --kubeconfig (the STRICT/PERMISSIVE picture comes from the cluster's PeerAuthentications)")
 	args := []string{"check", "--once", "--kubeconfig", cp.KubeconfigPath(), "--prometheus-url", prom.URL(),
 		"--alertmanager-url", am.URL(), "--window", window}
-	want := []string{checks.AlertPlaintextTraffic, "MeshRetryStorm"}
+	want := []string{checks.AlertPlaintextTraffic, checks.AlertRetryStorm, checks.AlertRetryAmplification}
 	var report string
 	deadline := time.Now().Add(alertWait)
 	for {
@@ -174,6 +174,40 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("meshguard graph: exit %d: %s", code, stderr)
 	}
 	show(stdout)
+
+	page := filepath.Join(root, "bin", "demo-mesh.html")
+	step("meshguard graph -o html: the live service map as one self-contained page")
+	stdout, stderr, code = run(t, bin, "graph", "--kubeconfig", cp.KubeconfigPath(), "--prometheus-url", prom.URL(),
+		"--window", window, "-o", "html")
+	if code != 0 {
+		t.Fatalf("meshguard graph -o html: exit %d: %s", code, stderr)
+	}
+	if err := os.MkdirAll(filepath.Dir(page), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(page, []byte(stdout), 0o644); err != nil {
+		t.Fatalf("write the page: %v", err)
+	}
+	show(fmt.Sprintf("%s (%d KB; open it in a browser, no network needed)", page, len(stdout)>>10))
+
+	step("meshguard graph --impact reviews.bookinfo: what depends on reviews, and what it depends on")
+	stdout, stderr, code = run(t, bin, "graph", "--kubeconfig", cp.KubeconfigPath(), "--prometheus-url", prom.URL(),
+		"--window", window, "--impact", "reviews.bookinfo")
+	if code != 0 {
+		t.Fatalf("meshguard graph --impact: exit %d: %s", code, stderr)
+	}
+	show(stdout)
+
+	step("meshguard graph --amplification: worst-case requests per entry call along each chain, budget 10")
+	stdout, stderr, code = run(t, bin, "graph", "--kubeconfig", cp.KubeconfigPath(), "--prometheus-url", prom.URL(),
+		"--window", window, "--amplification")
+	if code != 0 {
+		t.Fatalf("meshguard graph --amplification: exit %d: %s", code, stderr)
+	}
+	show(stdout)
+	if !strings.Contains(stdout, "! ") {
+		t.Errorf("no chain of the demo mesh exceeds the budget")
+	}
 
 	step("tear down: meshguard serve, Prometheus, Alertmanager, kube-apiserver and etcd stop")
 }
