@@ -1,8 +1,10 @@
 package chart
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/test/harness"
 	"github.com/meshguard/meshguard/webhook"
 )
 
@@ -106,4 +109,55 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		}
 	}
 	return names
+}
+
+// TestLintMapsHelmOutputBackToTheChart pipes real `helm template` output into meshguard lint:
+// findings point at the chart's template (helm's # Source: comment), and the chart directory
+// linted as files gives one note instead of a false MG001 per template.
+func TestLintMapsHelmOutputBackToTheChart(t *testing.T) {
+	chart := filepath.Join(t.TempDir(), "app")
+	require.NoError(t, os.MkdirAll(filepath.Join(chart, "templates"), 0o755))
+	files := map[string]string{
+		"Chart.yaml":        "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+		"values.yaml":       "attempts: 10\n",
+		"templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n",
+		"templates/vs.yaml": `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: {{ .Release.Name }}-storm
+  namespace: shop
+spec:
+  hosts: [cart]
+  http:
+  - route: [{destination: {host: cart}}]
+    timeout: 10s
+    retries:
+      attempts: {{ .Values.attempts }}
+      perTryTimeout: 500ms
+`,
+	}
+	for name, content := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(chart, name), []byte(content), 0o644))
+	}
+	rendered, err := runHelm(t, "template", "rel", chart)
+	require.NoError(t, err, rendered)
+	require.Contains(t, rendered, "# Source: app/templates/vs.yaml")
+	bin := harness.MeshguardBinary(t)
+
+	cmd := exec.Command(bin, "lint", "-o", "github", "-")
+	cmd.Stdin = strings.NewReader(rendered)
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "the retry storm fails the lint")
+	require.Equal(t, 1, ee.ExitCode())
+	require.Contains(t, string(out), "::error title=MG101 VirtualService shop/rel-storm,file=app/templates/vs.yaml,line=12::")
+	require.NotContains(t, string(out), "<stdin>")
+
+	cmd = exec.Command(bin, "lint", chart)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err = cmd.Output()
+	require.NoError(t, err, "no false MG001 for the templates:\n%s", out)
+	require.NotContains(t, string(out), "MG001")
+	require.Equal(t, 1, strings.Count(stderr.String(), "is a Helm chart"), stderr.String())
 }
