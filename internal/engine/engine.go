@@ -725,4 +725,3 @@ func joinPath(site, field string) string {
 	}
 	return site + "." + field
 }
-
