@@ -247,14 +247,6 @@ spec:
 func svc(name string) string { return "service:east/" + name + ".shop.svc.cluster.local" }
 func wl(name string) string  { return "workload:east/shop/" + name + "-v1" }
 
-func hops(c Chain) (services []string, worst []float64) {
-	for _, h := range c.Hops {
-		services = append(services, h.Service)
-		worst = append(worst, h.WorstCase)
-	}
-	return services, worst
-}
-
 func TestAmplificationMultipliesTheRetriesOfEveryHop(t *testing.T) {
 	tests := []struct {
 		name   string
