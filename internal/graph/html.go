@@ -39,10 +39,10 @@ func WriteHTML(w io.Writer, g *Graph, budget float64) error {
 	}
 	var b strings.Builder
 	b.Grow(len(cytoscapeJS) + len(dagreJS) + len(data) + 8192)
-	title := fmt.Sprintf("meshguard service map, %s over %s", g.EvaluatedAt.UTC().Format("2006-01-02 15:04:05Z"), g.Window)
+	when := fmt.Sprintf("observed over %s until %s", g.Window, g.EvaluatedAt.UTC().Format("2006-01-02 15:04:05Z"))
 	fmt.Fprintf(&b, `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>%s</title><style>%s</style></head>
+<title>meshguard service map, %s</title><style>%s</style></head>
 <body><header><h1>meshguard service map</h1><span class="meta">%s</span><button id="fit">fit</button></header>
 <main><div id="map"></div><aside>
 <h2>Legend</h2><div class="legend">%s
@@ -60,7 +60,7 @@ func WriteHTML(w io.Writer, g *Graph, budget float64) error {
 <script>%s</script>
 <script>%s</script>
 </body></html>
-`, html.EscapeString(title), pageCSS, html.EscapeString(title), legendHTML(), html.EscapeString(thresholdText(g.Thresholds)),
+`, html.EscapeString(when), pageCSS, html.EscapeString(when), legendHTML(), html.EscapeString(thresholdText(g.Thresholds)),
 		budget, data, cytoscapeJS, dagreJS, pageJS)
 	_, err = io.WriteString(w, b.String())
 	return err
