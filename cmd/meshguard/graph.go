@@ -12,6 +12,7 @@ import (
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/internal/manifest"
+	"github.com/meshguard/meshguard/internal/report"
 )
 
 func newGraphCmd() *cobra.Command {
@@ -64,7 +65,7 @@ entry's traffic that follows the chain; chains over --budget are marked. Both: -
 				return usageError(errors.New("give --impact or --amplification, not both"))
 			}
 			if !checkContains(formats, output) {
-				return usageError(fmt.Errorf("-o %q: want one of %s", output, strings.Join(formats, ", ")))
+				return usageError(report.UnknownFormat(output, formats...))
 			}
 			cfg, err := config.Load(configPath)
 			if err != nil {

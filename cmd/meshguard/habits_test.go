@@ -68,7 +68,7 @@ func TestTyposInCommandsExit2WithASuggestion(t *testing.T) {
 func TestEveryCommandWordsAnUnknownFormatTheSameWay(t *testing.T) {
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
-	for _, args := range [][]string{{"lint", "-o", "yaml", good}, {"policies", "list", "-o", "yaml"}, {"version", "-o", "yaml"}, {"check", "--once", "-o", "yaml"}} {
+	for _, args := range [][]string{{"lint", "-o", "yaml", good}, {"policies", "list", "-o", "yaml"}, {"version", "-o", "yaml"}, {"check", "--once", "-o", "yaml"}, {"graph", "-o", "yaml"}} {
 		t.Run(args[0], func(t *testing.T) {
 			_, stderr, code := run(t, "", args...)
 			require.Equal(t, 2, code)
