@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/test/harness"
 	"github.com/meshguard/meshguard/test/meshsim"
 )
@@ -63,6 +64,14 @@ func TestCheckScale(t *testing.T) {
 			counting := &checkCountingAPI{API: api}
 			s := checks.SettingsFrom(config.Default())
 			s.Window, s.PrometheusURL = window, prom.URL()
+			// Generate's chains run up to 9 hops at Istio's default retries (3^9 = 19,683 per entry
+			// call): over the default budget of 10 almost everywhere. The alert's cost is measured
+			// here, its count is the unit tests' business.
+			s.RetryAmplification = 1e6
+			// call_chains has a series per HTTP flow (9,000 at 10,000 services) and the chains need
+			// every one: with the default 1,000 the checker would leave most out and say so
+			// (MeshCheckerOverLimit, and one more query to count them).
+			s.MaxSeriesPerSignal = max(s.MaxSeriesPerSignal, n)
 			c, err := checks.New(checks.Options{Settings: s, Querier: counting, Config: checks.StaticSource{Config: checkMeshConfigOf(t, checkMeshStrictPA)},
 				Clock: func() time.Time { return span.End }, QueryTimeout: 2 * time.Minute})
 			require.NoError(t, err)
@@ -107,6 +116,23 @@ func TestCheckScale(t *testing.T) {
 				}
 			}
 			require.Equal(t, want, counts)
+
+			// The service map of the same mesh: its queries, once each, and the model built from them.
+			before := counting.queries.Load()
+			began = time.Now()
+			g, err := checks.BuildGraph(context.Background(), checks.GraphOptions{Querier: counting, Window: window, At: span.End,
+				MeshDomain: "cluster.local", RootNamespace: "istio-system", QueryTimeout: 2 * time.Minute, Thresholds: graph.DefaultThresholds()})
+			require.NoError(t, err)
+			built := time.Since(began)
+			began = time.Now()
+			amp := g.Amplification()
+			_, err = g.Impact(fmt.Sprintf("svc-%05d.mesh-000", min(n-1, 50)))
+			require.NoError(t, err)
+			t.Logf("%d services: service map in %s from %d queries (%d nodes, %d edges); amplification (%d chains) and one impact set in %s",
+				n, built.Round(time.Millisecond), counting.queries.Load()-before, len(g.Nodes), len(g.Edges), len(amp.Chains),
+				time.Since(began).Round(time.Millisecond))
+			require.EqualValues(t, len(checks.GraphSignals(window)), counting.queries.Load()-before)
+			require.Equal(t, 2*n+(n+99)/100, len(g.Nodes), "a workload and a service per destination, and each namespace's frontend")
 		})
 	}
 	for _, q := range perCycle {
