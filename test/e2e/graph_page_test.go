@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshguard/meshguard/checks"
@@ -67,8 +69,9 @@ func TestGraphPageInABrowser(t *testing.T) {
 	require.NoError(t, err)
 	api, err := checks.NewPrometheus(config.Endpoint{URL: prom.URL()}, nil)
 	require.NoError(t, err)
+	meshCfg := checks.NewMeshConfig("istio-system", loaded.Objects, nil)
 	g, err := checks.BuildGraph(context.Background(), checks.GraphOptions{Querier: api,
-		Config: checks.NewMeshConfig("istio-system", loaded.Objects, nil), Window: 5 * time.Minute, At: at,
+		Config: meshCfg, Window: 5 * time.Minute, At: at,
 		MeshDomain: "cluster.local", RootNamespace: "istio-system", Thresholds: graph.DefaultThresholds()})
 	require.NoError(t, err)
 
@@ -161,6 +164,23 @@ func TestGraphPageInABrowser(t *testing.T) {
 		require.Contains(t, details, "(Istio's default)")
 	})
 	shot("demo-mesh-edge-selected.png")
+
+	t.Run("the checker serves the same map at /graph, under its content security policy", func(t *testing.T) {
+		s := checks.SettingsFrom(config.Default())
+		s.Window, s.PrometheusURL, s.Graph = 5*time.Minute, prom.URL(), true
+		c, err := checks.New(checks.Options{Settings: s, Querier: api, Config: checks.StaticSource{Config: meshCfg},
+			Clock: func() time.Time { return at }})
+		require.NoError(t, err)
+		c.Cycle(context.Background())
+		srv := httptest.NewServer(checks.Handler(c, prometheus.NewRegistry()))
+		defer srv.Close()
+		browse(t, ctx, chromedp.Navigate(srv.URL+"/graph"))
+		browse(t, ctx, chromedp.Poll[bool](`document.body.dataset.ready === "true"`))
+		nodes := browse(t, ctx, chromedp.Evaluate[int](`meshguard.cy.nodes("[kind != 'group']").length`))
+		require.Equal(t, len(g.Nodes), nodes)
+		chains := browse(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#chains .chain").length`))
+		require.Positive(t, chains, "the demo mesh has chains over the budget")
+	})
 }
 
 // browse runs one browser action and returns its value.
