@@ -1,6 +1,8 @@
 package validate
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,3 +21,32 @@ func TestAPIServerPathsBecomeMeshguardPaths(t *testing.T) {
 		})
 	}
 }
+
+func TestIstiosAggregatedErrorsBecomeOneFindingEach(t *testing.T) {
+	a, b, c := errors.New("a"), errors.New("b"), errors.New("c")
+	for _, tc := range []struct {
+		name string
+		in   error
+		want []string
+	}{
+		{"no error is no finding", nil, nil},
+		{"a plain error is one finding", a, []string{"a"}},
+		{"joined errors are one finding each, nested ones too", errors.Join(a, errors.Join(b, c)), []string{"a", "b", "c"}},
+		{"a go-multierror (Istio's aggregate) is one finding per error", &multi{[]error{a, b}}, []string{"a", "b"}},
+		{"an empty aggregate is still reported", &multi{}, []string{"0 errors"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, e := range flatten(tc.in) {
+				got = append(got, e.Error())
+			}
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// multi has the shape of hashicorp/go-multierror's Error.
+type multi struct{ errs []error }
+
+func (m *multi) Error() string          { return fmt.Sprintf("%d errors", len(m.errs)) }
+func (m *multi) WrappedErrors() []error { return m.errs }
