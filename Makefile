@@ -61,11 +61,11 @@ demo: tools build
 	@cd test/demo && MESHGUARD_BIN=$(CURDIR)/$(BIN) ../../bin/demo.test -test.run '^TestDemo$$' -test.timeout 15m
 
 # image: an OCI image layout tarball (oci-archive), built without Docker by go-containerregistry
-# (tools/image, its own module); load it with `podman load -i`, push it with `crane push` or
+# (test/tools/image, its own module); load it with `podman load -i`, push it with `crane push` or
 # `skopeo copy oci-archive:bin/meshguard-image.tar docker://...`.
 image:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags "-s -w -X main.version=v$(VERSION)" -o bin/linux-$(IMAGE_ARCH)/meshguard ./cmd/meshguard
-	cd tools/image && $(GO) run . -binary $(CURDIR)/bin/linux-$(IMAGE_ARCH)/meshguard -out $(CURDIR)/$(IMAGE_TAR) \
+	cd test/tools/image && $(GO) run . -binary $(CURDIR)/bin/linux-$(IMAGE_ARCH)/meshguard -out $(CURDIR)/$(IMAGE_TAR) \
 		-ref $(IMAGE_REPO):$(VERSION) -arch $(IMAGE_ARCH) -version $(VERSION)
 	@ls -l $(IMAGE_TAR)
 

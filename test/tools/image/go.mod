@@ -1,4 +1,4 @@
-module github.com/meshguard/meshguard/tools/image
+module github.com/meshguard/meshguard/test/tools/image
 
 go 1.26.0
 
