@@ -216,6 +216,9 @@ func blocking(errs field.ErrorList) bool {
 // metadata.labels[app.kubernetes.io/name]) in meshguard's notation, which quotes keys that are
 // not identifiers.
 func meshPath(p string) string {
+	if p == "<nil>" {
+		return "" // the object itself, as field.Path prints no path
+	}
 	out := ""
 	for len(p) > 0 {
 		switch p[0] {

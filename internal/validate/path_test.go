@@ -15,6 +15,7 @@ func TestAPIServerPathsBecomeMeshguardPaths(t *testing.T) {
 		{"a map key with dots and slashes is quoted", "metadata.labels[app.kubernetes.io/name]", `metadata.labels["app.kubernetes.io/name"]`},
 		{"a leading dot is dropped", ".spec.host", "spec.host"},
 		{"an empty path stays empty", "", ""},
+		{"the object itself has no path", "<nil>", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, meshPath(tc.in))
