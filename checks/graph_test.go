@@ -159,6 +159,18 @@ spec:
 			require.Equal(t, tt.want, chains)
 		})
 	}
+	t.Run("a TCP hop does not retry and does not break the chain", func(t *testing.T) {
+		s := testSettings()
+		s.RetryAmplification = 8
+		results := map[string]model.Vector{SignalCallChains: {
+			flowSample(10, "", "istio-system/ingress", "shop/productpage-v1", "request_protocol", "http"),
+			flowSample(10, "", "shop/productpage-v1", "shop/reviews-v1", "request_protocol", "tcp"),
+			flowSample(5, "", "shop/reviews-v1", "shop/ratings-v1", "request_protocol", "grpc"),
+		}}
+		fs := evalRule(t, AlertRetryAmplification, s, meshFrom(t, meshStrict), results)
+		require.Len(t, fs, 1)
+		require.Equal(t, "istio-system/ingress -> shop/productpage ×3 -> shop/reviews ×3 -> shop/ratings ×9", fs[0].Labels["chain"])
+	})
 	s := testSettings()
 	f := evalRule(t, AlertRetryAmplification, s, meshFrom(t, meshStrict), chainResults())[0]
 	require.Equal(t, 27.0, f.Value)

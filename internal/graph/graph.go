@@ -178,7 +178,13 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		f.byProtocol[label(s.Metric, "request_protocol")] += float64(s.Value)
 	}
 	for _, s := range results[QueryTopology] {
-		get(keyOf(s.Metric)).requests["source"] += float64(s.Value)
+		f := get(keyOf(s.Metric))
+		if p := label(s.Metric, "request_protocol"); p == ProtocolTCP {
+			f.tcp["source"] += float64(s.Value)
+		} else {
+			f.requests["source"] += float64(s.Value)
+			f.byProtocol[p] += float64(s.Value)
+		}
 	}
 	for _, s := range results[QueryErrors] {
 		get(keyOf(s.Metric)).errors[label(s.Metric, "reporter")] += float64(s.Value)

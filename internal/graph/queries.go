@@ -53,12 +53,15 @@ func Queries(window time.Duration) []Query {
 	}
 }
 
-// TopologyQuery is the one query retry amplification needs: requests per second per flow, the
-// larger of the two proxies' counts, so that a caller or a server without a sidecar still shows.
-// Build reads its answer as the callers' view.
+// TopologyQuery is the one query retry amplification needs: requests (or TCP connections) per
+// second per flow, the larger of the two proxies' counts, so that a caller or a server without a
+// sidecar still shows. Build reads its answer as the callers' view.
 func TopologyQuery(window time.Duration) Query {
 	w := model.Duration(window).String()
-	by := strings.ReplaceAll(flowLabels, "reporter, ", "")
-	return Query{QueryTopology, fmt.Sprintf(`max by (%s) (sum by (%s) (rate(istio_requests_total[%s])))`, by, flowLabels, w),
-		"requests per second per caller, service and serving workload"}
+	by := strings.ReplaceAll(flowLabels, "reporter, ", "") + ", request_protocol"
+	perReporter := func(metric string) string {
+		return fmt.Sprintf(`sum by (%s, request_protocol) (rate(%s[%s]))`, flowLabels, metric, w)
+	}
+	return Query{QueryTopology, fmt.Sprintf(`max by (%s) (%s or %s)`, by, perReporter("istio_requests_total"), perReporter("istio_tcp_connections_opened_total")),
+		"requests (TCP connections) per second per caller, service, serving workload and protocol"}
 }
