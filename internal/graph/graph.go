@@ -258,17 +258,24 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		e.Kind = EdgeCall
 		e.Source = addNode(workloadNode(k.srcCluster, k.srcNS, k.srcWL))
 		e.Destination = addNode(serviceNode(k, opts.Index))
-		if e.Protocol != ProtocolTCP {
+		switch {
+		case k.srcWL == "" || k.srcWL == unknown:
+			// No sidecar on the caller: no proxy applies a route, retries or a circuit breaker.
+		case e.Protocol != ProtocolTCP:
 			p := join.policy(k.srcNS, k.host)
 			e.Policy = &p
-		} else if dr := join.destinationRule(k.srcNS, k.host); dr != nil {
-			e.Policy = &Policy{DestinationRule: dr}
+		default:
+			if dr := join.destinationRule(k.srcNS, k.host); dr != nil {
+				e.Policy = &Policy{DestinationRule: dr}
+			}
 		}
 		g.Edges = append(g.Edges, e)
 	}
 	for k, f := range serves {
 		e, ok := f.edge("destination")
-		if !ok || k.dstWL == "" {
+		// A server without a sidecar is "unknown": which workload it is cannot be told, and one
+		// node for all of them would join unrelated services.
+		if !ok || k.dstWL == "" || k.dstWL == unknown {
 			continue
 		}
 		e.Kind = EdgeServe

@@ -128,6 +128,9 @@ spec:
 	// A client without a sidecar: only the destination reports it.
 	results[QueryRequests] = append(results[QueryRequests], sample(2, call{src: "unknown/unknown", dst: "shop/a-v1"}.metric("destination")))
 	results[QueryTCP] = vec(sample(0.5, call{src: "shop/a-v1", dst: "data/db-v1"}.metric("source")))
+	// An external database without a sidecar: the client reports it, its workload "unknown".
+	results[QueryRequests] = append(results[QueryRequests], sample(1, call{src: "shop/a-v1", dst: "data/unknown"}.metric("source",
+		"destination_workload", "unknown", "destination_workload_namespace", "unknown")))
 	g := build(t, results, ix)
 
 	tests := []struct {
@@ -167,10 +170,18 @@ spec:
 			require.Equal(t, 90.0, *e.P99Ms)
 			require.Nil(t, e.Policy)
 		}},
-		{"a client without a sidecar is one unknown node, seen by the destination", func(t *testing.T) {
+		{"a client without a sidecar is one unknown node, seen by the destination, and nothing retries for it", func(t *testing.T) {
 			e := edge(t, g, "workload:east/unknown -> "+aSvc)
 			require.Equal(t, "destination", e.Reporter)
 			require.Equal(t, 2.0, e.RequestRate)
+			require.Nil(t, e.Policy)
+		}},
+		{"a server without a sidecar is no node: which workload it is cannot be told", func(t *testing.T) {
+			require.Nil(t, g.Node("workload:east/data/unknown"))
+			require.Nil(t, g.Node("workload:east/unknown/unknown"))
+			for _, e := range g.Edges {
+				require.NotEqual(t, "workload:east/unknown", e.Destination, e.ID)
+			}
 		}},
 		{"a TCP edge counts connections and has no health signal", func(t *testing.T) {
 			e := edge(t, g, aWL+" -> service:east/db.data.svc.cluster.local")
