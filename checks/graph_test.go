@@ -218,3 +218,23 @@ func TestTheDaemonServesTheServiceMapOnlyWhenAskedTo(t *testing.T) {
 		}(), "read-only")
 	}
 }
+
+func TestTheAmplificationBudgetAndTheMapsThresholdsAreCheckedAtStart(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Settings)
+		want   string
+	}{
+		{"a budget under one call is refused", func(s *Settings) { s.RetryAmplification = 0.5 }, "retry amplification budget 0.5"},
+		{"a yellow above red is refused", func(s *Settings) { s.GraphThresholds.ErrorRateWarning = 0.2 }, "graph health: error rate thresholds 0.2"},
+		{"no p99 goal is refused", func(s *Settings) { s.GraphThresholds.P99WarningMs = 0 }, "graph health: p99 thresholds 0ms"},
+	}
+	require.NoError(t, testSettings().Validate(), "the defaults are valid")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := testSettings()
+			tt.change(&s)
+			require.ErrorContains(t, s.Validate(), tt.want)
+		})
+	}
+}
