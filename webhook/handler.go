@@ -134,7 +134,7 @@ func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request)
 		return h.verdict(rs, req, []engine.Finding{*f})
 	}
 	// The cluster's validation (CRD schema, istiod) first; the rules still run on what decoded.
-	valid := rs.Engine.Validate(ctx, obj)
+	valid := rs.Engine.Validate(ctx, obj, true)
 
 	cfg := rs.Config
 	base, err := h.Inventory.Inventory(cfg.RootNamespace, cfg.MeshDomain)

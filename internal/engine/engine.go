@@ -45,9 +45,11 @@ type Options struct {
 }
 
 // Validator judges an object as the cluster does before it stores it (internal/validate): what
-// it refuses, and what it accepts with a warning (Problem.Warning).
+// it refuses, and what it accepts with a warning (Problem.Warning). schemaChecked says the API
+// server has already validated the object against its CRD's schema, as it does before it calls
+// validating webhooks.
 type Validator interface {
-	Validate(ctx context.Context, o *manifest.Object) []*manifest.Problem
+	Validate(ctx context.Context, o *manifest.Object, schemaChecked bool) []*manifest.Problem
 }
 
 // Engine evaluates a compiled bundle. Build one with New; it is safe for concurrent use.
@@ -252,13 +254,16 @@ func (e *Engine) Problem(p *manifest.Problem) *Finding {
 }
 
 // Validate judges obj as the cluster would (Options.Validator): MG001 for what it refuses, MG003
-// for its warnings. Rules still review what decoded, so call Review as well.
-func (e *Engine) Validate(ctx context.Context, obj *manifest.Object) []Finding {
+// for its warnings. Rules still review what decoded, so call Review as well. schemaChecked
+// skips the CRD schema, which the API server applies before it calls validating webhooks: in
+// the webhook it was a third of a review's cost, and it could only disagree with the cluster's
+// own CRDs.
+func (e *Engine) Validate(ctx context.Context, obj *manifest.Object, schemaChecked bool) []Finding {
 	if e.valid == nil {
 		return nil
 	}
 	var fs []Finding
-	for _, p := range e.valid.Validate(ctx, obj) {
+	for _, p := range e.valid.Validate(ctx, obj, schemaChecked) {
 		if f := e.Problem(p); f != nil {
 			fs = append(fs, *f)
 		}

@@ -84,7 +84,7 @@ func (e *Engine) TestRule(ctx context.Context, r *Rule) ([]CaseResult, error) {
 			res := CaseResult{Rule: r.ID, File: file, Object: o.Ref(), Want: expected(o.Annotations)}
 			fs, err := e.Review(ctx, o, inv)
 			res.Err = err
-			fs = append(fs, e.Validate(ctx, o)...)
+			fs = append(fs, e.Validate(ctx, o, false)...)
 			for _, f := range fs {
 				if f.Rule == r.ID {
 					res.Got = append(res.Got, f.Path)

@@ -39,7 +39,7 @@ func Run(ctx context.Context, eng *engine.Engine, objects []*manifest.Object, pr
 			for i := range next {
 				// The cluster's validation, then the rules on what decoded: the author sees
 				// everything at once.
-				valid := eng.Validate(ctx, objects[i])
+				valid := eng.Validate(ctx, objects[i], false)
 				results[i], errs[i] = eng.Review(ctx, objects[i], inv)
 				results[i] = append(valid, results[i]...)
 			}

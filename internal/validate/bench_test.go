@@ -41,7 +41,7 @@ func BenchmarkValidatePerObject(b *testing.B) {
 		run  func(o *manifest.Object)
 	}{
 		{"crd-schema", func(o *manifest.Object) { v.Schema(ctx, o.Raw) }},
-		{"schema-and-istiod", func(o *manifest.Object) { v.Validate(ctx, o) }},
+		{"schema-and-istiod", func(o *manifest.Object) { v.Validate(ctx, o, false) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			best := make([]time.Duration, len(res.Objects))

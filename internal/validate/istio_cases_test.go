@@ -39,7 +39,7 @@ func TestIstiosOwnValidationCases(t *testing.T) {
 			total++
 			t.Run(filepath.Base(file)+"/"+o.Annotations["test.meshguard.io/istio-case"], func(t *testing.T) {
 				var errs, warns []string
-				for _, p := range v.Validate(context.Background(), o) {
+				for _, p := range v.Validate(context.Background(), o, false) {
 					if p.Warning {
 						warns = append(warns, p.Message)
 					} else {

@@ -78,10 +78,15 @@ func (v *Validator) Schema(ctx context.Context, obj map[string]any) []Issue {
 
 // Object validates an object meshguard decoded: the API server's checks on its generic form,
 // then istiod's on its typed spec. Istio's warnings come back as issues with Warning set.
-func (v *Validator) Object(ctx context.Context, o *manifest.Object) []Issue {
-	if issues := v.Schema(ctx, o.Raw); len(issues) > 0 {
-		// The API server refuses before it calls any validating webhook, so istiod never sees it.
-		return issues
+// With schemaChecked, the API server has already validated the object against the schema (it
+// does before it calls any validating webhook), and only istiod's checks are left.
+func (v *Validator) Object(ctx context.Context, o *manifest.Object, schemaChecked bool) []Issue {
+	if !schemaChecked {
+		if issues := v.Schema(ctx, o.Raw); len(issues) > 0 {
+			// The API server refuses before it calls any validating webhook, so istiod never
+			// sees it.
+			return issues
+		}
 	}
 	return istiod(o)
 }
@@ -89,8 +94,8 @@ func (v *Validator) Object(ctx context.Context, o *manifest.Object) []Issue {
 // Validate judges o and returns what the cluster refuses as Problems (MG001 findings) and what
 // istiod warns about as Problems with Warning set (MG003 findings). It implements
 // engine.Validator.
-func (v *Validator) Validate(ctx context.Context, o *manifest.Object) []*manifest.Problem {
-	issues := v.Object(ctx, o)
+func (v *Validator) Validate(ctx context.Context, o *manifest.Object, schemaChecked bool) []*manifest.Problem {
+	issues := v.Object(ctx, o, schemaChecked)
 	if len(issues) == 0 {
 		return nil
 	}

@@ -97,7 +97,7 @@ func TestIstiodRefusesWhatItsWebhookRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var errs, warns []string
-			for _, is := range v.Object(context.Background(), parseOne(t, tc.doc)) {
+			for _, is := range v.Object(context.Background(), parseOne(t, tc.doc), false) {
 				if is.Warning {
 					warns = append(warns, is.Message)
 				} else {
