@@ -103,7 +103,7 @@ spec: {mtls: {mode: STRICT}}
 		want string
 	}{
 		{name: "no Prometheus URL", args: []string{"check", "--once", "--config-from", dir}, want: "--prometheus-url"},
-		{name: "an unknown output format", args: append([]string{"check", "--once", "-o", "yaml"}, common...), want: `-o "yaml"`},
+		{name: "an unknown output format", args: append([]string{"check", "--once", "-o", "yaml"}, common...), want: `unknown output format "yaml"`},
 		{name: "files and a cluster at once", args: append([]string{"check", "--once", "--kubeconfig", "/nonexistent"}, common...), want: "not both"},
 		{name: "a missing manifest directory", args: []string{"check", "--once", "--prometheus-url", st.prom.URL(), "--config-from", "/nonexistent"}, want: "/nonexistent"},
 		{name: "a window below a second", args: []string{"check", "--once", "--prometheus-url", st.prom.URL(), "--config-from", dir, "--window", "500ms"}, want: "window"},
