@@ -56,6 +56,11 @@ type Node struct {
 	ErrorRate   float64  `json:"errorRate"`
 	P99Ms       *float64 `json:"p99Ms,omitempty"`
 	Health      Health   `json:"health"`
+	// EjectedEndpoints (services) is the most endpoints outlier detection holds ejected in any
+	// client; OverflowRate the requests per second connection pools refused. Absent: no client
+	// exports Envoy's cluster stats for the service.
+	EjectedEndpoints *float64 `json:"ejectedEndpoints,omitempty"`
+	OverflowRate     *float64 `json:"overflowRate,omitempty"`
 }
 
 // Edge is traffic from a workload to a service (a call, with the caller's policy) or from a
@@ -304,6 +309,21 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 			}
 		}
 	}
+	byHost := map[string][]*Node{} // one per cluster serving the host
+	for _, n := range nodes {
+		if n.Kind == KindService {
+			byHost[n.Host] = append(byHost[n.Host], n)
+		}
+	}
+	live := func(name string, set func(*Node, float64)) {
+		for _, s := range results[name] {
+			for _, n := range byHost[label(s.Metric, "service_host")] {
+				set(n, float64(s.Value))
+			}
+		}
+	}
+	live(QueryEjections, func(n *Node, v float64) { n.EjectedEndpoints = &v })
+	live(QueryOverflow, func(n *Node, v float64) { n.OverflowRate = &v })
 	for _, n := range nodes {
 		if n.RequestRate > 0 {
 			n.ErrorRate /= n.RequestRate

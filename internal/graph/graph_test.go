@@ -124,6 +124,8 @@ spec:
 	results[QueryCallP50] = vec(sample(12, grpcCall.metric("source")))
 	results[QueryCallP99] = vec(sample(700, grpcCall.metric("source")))
 	results[QueryServeP99] = vec(sample(90, grpcCall.metric("destination")))
+	results[QueryEjections] = vec(sample(2, model.Metric{"service_host": "ratings.shop.svc.cluster.local"}))
+	results[QueryOverflow] = vec(sample(0.5, model.Metric{"service_host": "ratings.shop.svc.cluster.local"}))
 	results[QuerySecurity] = append(results[QuerySecurity], sample(2, grpcCall.metric("destination", "connection_security_policy", "none")))
 	// A client without a sidecar: only the destination reports it.
 	results[QueryRequests] = append(results[QueryRequests], sample(2, call{src: "unknown/unknown", dst: "shop/a-v1"}.metric("destination")))
@@ -198,6 +200,11 @@ spec:
 			require.Equal(t, Red, n.Health)
 			require.Equal(t, Green, g.Node(aSvc).Health)
 			require.Equal(t, Unknown, g.Node(webWL).Health, "nothing calls the entry")
+		}},
+		{"a service shows the endpoints its clients eject and the requests their pools refuse", func(t *testing.T) {
+			require.Equal(t, 2.0, *g.Node(ratings).EjectedEndpoints)
+			require.Equal(t, 0.5, *g.Node(ratings).OverflowRate)
+			require.Nil(t, g.Node(aSvc).EjectedEndpoints, "no client exports Envoy's stats for a")
 		}},
 	}
 	for _, tt := range tests {

@@ -19,6 +19,8 @@ const (
 	QueryServeP50  = "graph_serve_p50"
 	QueryServeP99  = "graph_serve_p99"
 	QueryTopology  = "call_chains"
+	QueryEjections = "graph_ejections"
+	QueryOverflow  = "graph_overflow"
 	flowLabels     = `reporter, source_cluster, source_workload_namespace, source_workload, destination_cluster, destination_service, destination_service_name, destination_service_namespace, destination_workload_namespace, destination_workload`
 	callLabels     = `reporter, source_cluster, source_workload_namespace, source_workload, destination_cluster, destination_service, destination_service_name, destination_service_namespace`
 	serveLabels    = `reporter, destination_cluster, destination_service, destination_service_name, destination_service_namespace, destination_workload_namespace, destination_workload`
@@ -50,7 +52,20 @@ func Queries(window time.Duration) []Query {
 		{QueryCallP99, quantile(0.99, callLabels), "99th percentile request duration per caller and service"},
 		{QueryServeP50, quantile(0.5, serveLabels), "median request duration per service and serving workload"},
 		{QueryServeP99, quantile(0.99, serveLabels), "99th percentile request duration per service and serving workload"},
+		// Envoy's cluster stats name the service only in cluster_name (outbound|PORT|SUBSET|HOST).
+		{QueryEjections, fmt.Sprintf(`max by (service_host) (%s)`, byHost(outbound("envoy_cluster_outlier_detection_ejections_active"))),
+			"endpoints outlier detection holds ejected per service, the most any client sees"},
+		{QueryOverflow, fmt.Sprintf(`sum by (service_host) (%s)`, byHost(fmt.Sprintf("rate(%s[%s])", outbound("envoy_cluster_upstream_rq_pending_overflow"), w))),
+			"requests per second the connection pool refused (overflow) per service"},
 	}
+}
+
+// outbound selects an Envoy cluster stat's service-to-service clusters.
+func outbound(metric string) string { return metric + `{cluster_name=~"outbound\\|.+"}` }
+
+// byHost labels an Envoy cluster stat with the service host of its cluster_name.
+func byHost(expr string) string {
+	return fmt.Sprintf(`label_replace(%s, "service_host", "$1", "cluster_name", "outbound\\|[^|]*\\|[^|]*\\|(.+)")`, expr)
 }
 
 // TopologyQuery is the one query retry amplification needs: requests (or TCP connections) per

@@ -202,6 +202,9 @@ func TestCheckRulesOnFixedData(t *testing.T) {
 		mysql := edges["workload:"+k+"/bookinfo/reviews-v1 -> service:"+k+"/mysql.bookinfo.svc.cluster.local"]
 		require.Equal(t, "tcp", mysql.Protocol)
 		require.Equal(t, 0.0, *mysql.MTLSShare)
+		payments := g.Node("service:" + k + "/payments.shop.svc.cluster.local")
+		require.Equal(t, 2.0, *payments.EjectedEndpoints, "outlier detection holds two endpoints of payments ejected")
+		require.Nil(t, payments.OverflowRate, "meshsim exports no overflow counter")
 		cart := edges["workload:"+k+"/shop/web -> service:"+k+"/cart.shop.svc.cluster.local"]
 		require.InDelta(t, 0.05, cart.ErrorRate, 1e-6, "the client sees timeouts as 504s")
 		require.Len(t, g.Queries, len(checks.GraphSignals(5*time.Minute)))

@@ -152,6 +152,8 @@
     var h = "<h2>" + esc(d.kind) + " " + esc(d.namespace ? d.namespace + "/" : "") + esc(d.name) + "</h2>";
     h += "<table><tr><td>cluster</td><td>" + esc(d.cluster || "–") + "</td></tr><tr><td>serves</td><td>" + num(d.requestRate) + " req/s, " + pct(d.errorRate) +
       " errors, p99 " + ms(d.p99Ms) + "</td></tr><tr><td>health</td><td><span class='swatch' style='background:" + colour[d.health] + "'></span>" + esc(d.health) + "</td></tr>";
+    if (d.ejectedEndpoints != null) { h += "<tr><td>ejected</td><td>" + num(d.ejectedEndpoints) + " endpoints (outlier detection, most in any client)</td></tr>"; }
+    if (d.overflowRate != null) { h += "<tr><td>overflow</td><td>" + num(d.overflowRate) + " req/s refused by connection pools</td></tr>"; }
     if (worst[d.id]) { h += "<tr><td>worst case</td><td class='" + (worst[d.id] > budget ? "over" : "") + "'>×" + num(worst[d.id]) + " requests per entry call</td></tr>"; }
     h += "<tr><td>impact</td><td><span id='dependents'>" + up.nodes().length + "</span> depend on it, it depends on <span id='dependencies'>" + down.nodes().length + "</span></td></tr></table>";
     h += "<h2>Edges</h2>";
