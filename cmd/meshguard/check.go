@@ -55,7 +55,7 @@ func (f *checkFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.configFrom, "config-from", nil, "read PeerAuthentications, VirtualServices and DestinationRules from manifest files or directories instead of a cluster; repeatable")
 	fs.BoolVar(&f.once, "once", false, "check once, print what fires and exit: 0 nothing fires, 1 something fires, 2 usage error or Prometheus unreachable")
 	fs.StringVarP(&f.output, "output", "o", "text", "--once output format: "+strings.Join(checks.ReportFormats(), ", "))
-	fs.StringVar(&f.listenAddress, "listen-address", ":8080", "daemon mode: address of /metrics, /healthz and /readyz")
+	fs.StringVar(&f.listenAddress, "listen-address", ":8080", "daemon mode: address of /metrics, /healthz, /readyz and, with check.graph.enabled, /graph")
 	fs.DurationVar(&f.flushTimeout, "flush-timeout", 15*time.Second, "on shutdown, how long to keep trying to deliver queued alerts")
 	fs.BoolVar(&f.restoreFromAM, "restore", true, "daemon mode: at start, read back from Alertmanager the alerts a previous run left firing (keeps their start times, resolves the ones that cleared)")
 	f.log.register(fs, "text")
