@@ -22,8 +22,8 @@ import (
 // most of the bytes.
 //
 // It decodes with json-iterator rather than encoding/json: on the webhook's hot path the
-// standard decoder (which scans every byte twice) was a third of a review's CPU time; the
-// result is the same maps, slices and float64s, normalized in place afterwards.
+// standard decoder (which scans every byte twice) was a third of a review's CPU time. Numbers
+// are normalized as they are read, in the same single pass.
 func DecodeJSON(data []byte) (map[string]any, error) {
 	cfg := jsoniter.ConfigCompatibleWithStandardLibrary
 	it := cfg.BorrowIterator(data)
@@ -38,13 +38,22 @@ func DecodeJSON(data []byte) (map[string]any, error) {
 	if next := it.WhatIsNext(); next != jsoniter.InvalidValue || (it.Error != nil && !errors.Is(it.Error, io.EOF)) {
 		return nil, errors.New("decode object: trailing data after the JSON object")
 	}
-	manifest.NormalizeInPlace(m)
 	return m, nil
 }
 
+// MaxObjectValues bounds the values one object may hold. What a decoded object costs in memory
+// and what its review costs in time grow with its values, not its bytes: three megabytes of
+// empty routes (`{},{},...`) are a million maps, several hundred bytes each, and four such
+// reviews took 6 GB. Real Istio objects hold tens to a few thousand values.
+const MaxObjectValues = 100_000
+
+// objectReader reads one object, counting its values as it goes.
+type objectReader struct{ values int }
+
 // readObject reads the JSON object at the iterator, skipping metadata.managedFields. The
-// iterator must be at an object.
+// iterator must be at an object. Past MaxObjectValues it stops with an error on the iterator.
 func readObject(it *jsoniter.Iterator) map[string]any {
+	r := &objectReader{}
 	m := map[string]any{}
 	it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
 		if key == "metadata" && it.WhatIsNext() == jsoniter.ObjectValue {
@@ -54,19 +63,55 @@ func readObject(it *jsoniter.Iterator) map[string]any {
 				case key == "managedFields":
 					it.Skip()
 				case key == "annotations" && it.WhatIsNext() == jsoniter.ObjectValue:
-					meta[key] = readAnnotations(it)
+					meta[key] = r.annotations(it)
 				default:
-					meta[key] = it.Read()
+					meta[key] = r.value(it)
 				}
 				return it.Error == nil
 			})
 			m[key] = meta
 		} else {
-			m[key] = it.Read()
+			m[key] = r.value(it)
 		}
 		return it.Error == nil
 	})
 	return m
+}
+
+// value reads any JSON value: maps, slices, strings, booleans, nil, and numbers as
+// manifest.Normalize makes them (int64 when whole, float64 otherwise).
+func (r *objectReader) value(it *jsoniter.Iterator) any {
+	if r.values++; r.values > MaxObjectValues {
+		it.ReportError("decode object", fmt.Sprintf("the object holds more than %d values, meshguard's limit for one object", MaxObjectValues))
+		return nil
+	}
+	switch it.WhatIsNext() {
+	case jsoniter.ObjectValue:
+		m := map[string]any{}
+		it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
+			m[key] = r.value(it)
+			return it.Error == nil
+		})
+		return m
+	case jsoniter.ArrayValue:
+		l := []any{}
+		it.ReadArrayCB(func(it *jsoniter.Iterator) bool {
+			l = append(l, r.value(it))
+			return it.Error == nil
+		})
+		return l
+	case jsoniter.NumberValue:
+		return manifest.Normalize(it.ReadFloat64())
+	case jsoniter.StringValue:
+		return it.ReadString()
+	case jsoniter.BoolValue:
+		return it.ReadBool()
+	case jsoniter.NilValue:
+		it.ReadNil()
+		return nil
+	}
+	it.ReportError("decode object", "want a JSON value")
+	return nil
 }
 
 // lastApplied is kubectl's copy of the whole object as last applied: no rule reads it, and it
@@ -96,13 +141,13 @@ func StripUnread(obj any) (any, error) {
 	return obj, nil
 }
 
-func readAnnotations(it *jsoniter.Iterator) map[string]any {
+func (r *objectReader) annotations(it *jsoniter.Iterator) map[string]any {
 	m := map[string]any{}
 	it.ReadMapCB(func(it *jsoniter.Iterator, key string) bool {
 		if key == lastApplied {
 			it.Skip()
 		} else {
-			m[key] = it.Read()
+			m[key] = r.value(it)
 		}
 		return it.Error == nil
 	})
@@ -142,14 +187,6 @@ func valueType(t jsoniter.ValueType) string {
 		return "a number"
 	}
 	return "no JSON value"
-}
-
-// prepareObject puts an object decoded as plain JSON into the form DecodeJSON returns.
-func prepareObject(m map[string]any) {
-	if meta, ok := m["metadata"].(map[string]any); ok {
-		delete(meta, "managedFields") // decoded by other means than admissionObject
-	}
-	manifest.NormalizeInPlace(m)
 }
 
 // objectKey carries an object the HTTP layer already decoded to the handler.

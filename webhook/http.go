@@ -204,9 +204,6 @@ func (s *httpHandler) read(r *http.Request, limit int64) (*reviewEnvelope, error
 		// What was read so far may hold the UID, which the answer should carry.
 		return &review, fmt.Errorf("decode AdmissionReview: %w", err)
 	}
-	if review.Request != nil && review.Request.Object != nil {
-		prepareObject(review.Request.Object)
-	}
 	switch {
 	case review.Kind != "AdmissionReview" || (review.APIVersion != "admission.k8s.io/v1" && review.APIVersion != "admission.k8s.io/v1beta1"):
 		return &review, fmt.Errorf("got apiVersion %q kind %q: want an admission.k8s.io/v1 AdmissionReview", review.APIVersion, review.Kind)

@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -130,6 +135,76 @@ spec:
 		require.True(t, strings.Contains(stderr, "MG101") || strings.Contains(stderr, "too many reviews in flight"), stderr)
 		t.Logf("retry storm among 8 large reviews on 4 slots: refused in %s: %s", took.Round(time.Millisecond), errorLine(stderr))
 	})
+
+	t.Run("four reviews of a million routes each stay within the chart's memory limit", func(t *testing.T) {
+		// Sent straight to the webhook, as the API server would forward them: each just under
+		// webhook.maxRequestBytes (3 MiB), a VirtualService with 1,000,000 empty routes.
+		body := millionRoutesReview(t)
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certPool(t, srv.caPEM)}}, Timeout: 60 * time.Second}
+		var wg sync.WaitGroup
+		answers := make([]string, 4)
+		began := time.Now()
+		for i := range answers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := client.Post(srv.url, "application/json", bytes.NewReader(body))
+				if err != nil {
+					answers[i] = err.Error()
+					return
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+				answers[i] = string(b)
+			}()
+		}
+		wg.Wait()
+		took := time.Since(began)
+		for _, a := range answers {
+			require.NotContains(t, a, `"allowed":true`, "a review of a million routes must not be admitted: %.300s", a)
+		}
+		hwm := vmHWM(t, srv.proc.Pid())
+		t.Logf("4 concurrent 3 MiB reviews of 1,000,000 routes: all refused in %s; serve's peak RSS (VmHWM) %d MiB: %.200s", took.Round(time.Millisecond), hwm>>20, answers[0])
+		require.Less(t, hwm, int64(512<<20), "the chart's memory limit is 512Mi")
+	})
+}
+
+// millionRoutesReview is an AdmissionReview of a VirtualService with 1,000,000 empty routes,
+// just under 3 MiB.
+func millionRoutesReview(t *testing.T) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"big","kind":{"group":"networking.istio.io","version":"v1","kind":"VirtualService"},"resource":{"group":"networking.istio.io","version":"v1","resource":"virtualservices"},"name":"big","namespace":"shop","operation":"CREATE","userInfo":{"username":"attacker"},"object":{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"big","namespace":"shop"},"spec":{"hosts":["cart"],"http":[{}`)
+	for range 999_999 {
+		b.WriteString(`,{}`)
+	}
+	b.WriteString(`]}}}}`)
+	require.Less(t, b.Len(), 3<<20)
+	return b.Bytes()
+}
+
+func certPool(t *testing.T, caPEM []byte) *x509.CertPool {
+	t.Helper()
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(caPEM))
+	return pool
+}
+
+// vmHWM is a process's peak resident set size, from /proc.
+func vmHWM(t *testing.T, pid int) int64 {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			_, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			require.NoError(t, err)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc status")
+	return 0
 }
 
 // errorLine is kubectl's error line, without the warnings printed before it.
