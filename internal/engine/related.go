@@ -50,7 +50,7 @@ func (e *Engine) relatedFor(obj *manifest.Object, inv Inventory) map[string]any 
 		ports := map[string]any{}
 		for _, site := range Sites(obj, ScopeTrafficPolicy) {
 			port, _ := site.Value["port"].(map[string]any)
-			if n := intOf(port["number"]); n > 0 {
+			if n := manifest.Int(port["number"]); n > 0 {
 				h, _ := ix.HostMTLS(host, ns, uint32(n))
 				ports[strconv.FormatInt(n, 10)] = mtlsFacts(h)
 			}
@@ -240,14 +240,3 @@ func destinations(o *manifest.Object) []destination {
 	return out
 }
 
-func intOf(v any) int64 {
-	switch n := v.(type) {
-	case int64:
-		return n
-	case int:
-		return int64(n)
-	case float64:
-		return int64(n)
-	}
-	return 0
-}

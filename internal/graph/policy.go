@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/meshguard/meshguard/internal/manifest"
 	"github.com/meshguard/meshguard/internal/mesh"
 )
 
@@ -117,12 +118,12 @@ func (j policyJoin) destinationRule(callerNS, host string) *DestinationRule {
 	tp := dr.Policy("")
 	if od, ok := tp["outlierDetection"].(map[string]any); ok {
 		out.OutlierDetection = &OutlierDetection{
-			Consecutive5xxErrors:     intOf(od["consecutive5xxErrors"]),
-			ConsecutiveGatewayErrors: intOf(od["consecutiveGatewayErrors"]),
-			MaxEjectionPercent:       intOf(od["maxEjectionPercent"]),
+			Consecutive5xxErrors:     manifest.Int(od["consecutive5xxErrors"]),
+			ConsecutiveGatewayErrors: manifest.Int(od["consecutiveGatewayErrors"]),
+			MaxEjectionPercent:       manifest.Int(od["maxEjectionPercent"]),
 		}
 		if out.OutlierDetection.Consecutive5xxErrors == 0 {
-			out.OutlierDetection.Consecutive5xxErrors = intOf(od["consecutiveErrors"]) // deprecated spelling
+			out.OutlierDetection.Consecutive5xxErrors = manifest.Int(od["consecutiveErrors"]) // deprecated spelling
 		}
 		out.OutlierDetection.Interval, _ = od["interval"].(string)
 		out.OutlierDetection.BaseEjectionTime, _ = od["baseEjectionTime"].(string)
@@ -131,11 +132,11 @@ func (j policyJoin) destinationRule(callerNS, host string) *DestinationRule {
 		tcp, _ := cp["tcp"].(map[string]any)
 		http, _ := cp["http"].(map[string]any)
 		pool := &ConnectionPool{
-			MaxConnections:           intOf(tcp["maxConnections"]),
-			HTTP1MaxPendingRequests:  intOf(http["http1MaxPendingRequests"]),
-			HTTP2MaxRequests:         intOf(http["http2MaxRequests"]),
-			MaxRequestsPerConnection: intOf(http["maxRequestsPerConnection"]),
-			MaxRetries:               intOf(http["maxRetries"]),
+			MaxConnections:           manifest.Int(tcp["maxConnections"]),
+			HTTP1MaxPendingRequests:  manifest.Int(http["http1MaxPendingRequests"]),
+			HTTP2MaxRequests:         manifest.Int(http["http2MaxRequests"]),
+			MaxRequestsPerConnection: manifest.Int(http["maxRequestsPerConnection"]),
+			MaxRetries:               manifest.Int(http["maxRetries"]),
 		}
 		pool.ConnectTimeout, _ = tcp["connectTimeout"].(string)
 		out.ConnectionPool = pool
@@ -143,22 +144,3 @@ func (j policyJoin) destinationRule(callerNS, host string) *DestinationRule {
 	return out
 }
 
-// intOf reads an integer from a generic document: YAML gives int64, JSON float64, and protobuf
-// wrappers may arrive as strings or {value: N}.
-func intOf(v any) int64 {
-	switch n := v.(type) {
-	case int64:
-		return n
-	case int:
-		return int64(n)
-	case float64:
-		return int64(n)
-	case string:
-		var i int64
-		_, _ = fmt.Sscan(n, &i)
-		return i
-	case map[string]any:
-		return intOf(n["value"])
-	}
-	return 0
-}

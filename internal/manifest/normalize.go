@@ -3,6 +3,7 @@ package manifest
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 )
 
 // NormalizeInPlace is Normalize for a value its caller owns (freshly decoded JSON): it turns the
@@ -66,6 +67,25 @@ func Normalize(v any) any {
 		return int64(t)
 	}
 	return v
+}
+
+// Int reads an integer from a generic document: YAML gives int64, JSON float64, and protobuf
+// wrappers may arrive as strings or {value: N}. Anything else is 0.
+func Int(v any) int64 {
+	switch n := v.(type) {
+	case int64:
+		return n
+	case int:
+		return int64(n)
+	case float64:
+		return int64(n)
+	case string:
+		i, _ := strconv.ParseInt(n, 10, 64)
+		return i
+	case map[string]any:
+		return Int(n["value"])
+	}
+	return 0
 }
 
 func wholeAsInt(f float64) any {

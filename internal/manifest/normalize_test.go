@@ -46,3 +46,26 @@ func TestNewObjectReturnsTheProblemWithItsFieldPath(t *testing.T) {
 	require.Nil(t, obj, "a kind meshguard does not check")
 	require.Nil(t, p)
 }
+
+func TestIntReadsEveryFormAnIntegerArrivesIn(t *testing.T) {
+	tests := []struct {
+		name string
+		in   any
+		want int64
+	}{
+		{"YAML's int64", int64(3), 3},
+		{"JSON's float64", float64(3), 3},
+		{"a Go int", 3, 3},
+		{"a protobuf wrapper's string", "64", 64},
+		{"a protobuf wrapper object", map[string]any{"value": int64(5)}, 5},
+		{"a string that is no number is 0", "many", 0},
+		{"nothing is 0", nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Int(tt.in); got != tt.want {
+				t.Fatalf("Int(%#v) = %d, want %d", tt.in, got, tt.want)
+			}
+		})
+	}
+}

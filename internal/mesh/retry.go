@@ -1,6 +1,6 @@
 package mesh
 
-import "fmt"
+import "github.com/meshguard/meshguard/internal/manifest"
 
 // Istio's retry policy for an HTTP route that has no `retries` (DefaultPolicy in
 // pilot/pkg/networking/core/route/retry/retry.go), unless the mesh config's
@@ -27,7 +27,7 @@ func RetryPolicy(route map[string]any) Retry {
 	if !ok {
 		return Retry{Attempts: DefaultRetryAttempts, RetryOn: DefaultRetryOn, Default: true}
 	}
-	r := Retry{Attempts: intOf(rt["attempts"])}
+	r := Retry{Attempts: manifest.Int(rt["attempts"])}
 	if r.Attempts <= 0 {
 		return Retry{}
 	}
@@ -39,19 +39,3 @@ func RetryPolicy(route map[string]any) Retry {
 	return r
 }
 
-// intOf reads an integer from a generic document (YAML gives int64, JSON float64).
-func intOf(v any) int64 {
-	switch n := v.(type) {
-	case int64:
-		return n
-	case int:
-		return int64(n)
-	case float64:
-		return int64(n)
-	case string:
-		var i int64
-		_, _ = fmt.Sscan(n, &i)
-		return i
-	}
-	return 0
-}
