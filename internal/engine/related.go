@@ -239,4 +239,3 @@ func destinations(o *manifest.Object) []destination {
 	}
 	return out
 }
-

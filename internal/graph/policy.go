@@ -143,4 +143,3 @@ func (j policyJoin) destinationRule(callerNS, host string) *DestinationRule {
 	}
 	return out
 }
-

@@ -140,21 +140,29 @@ func (r *Resolver) Workload(ns string, labels map[string]string) Effective {
 		if !selects(p.Selector, labels) {
 			continue
 		}
-		if p.Mode != ModeUnset {
-			e = Effective{Mode: p.Mode, Level: LevelWorkload, Policy: p}
-		} else {
-			e.Level, e.Policy = LevelWorkload, p
-		}
-		if len(p.Ports) > 0 {
-			e.Ports = map[uint32]Mode{}
-			for port, m := range p.Ports {
-				if m == ModeUnset {
-					m = e.Mode
-				}
-				e.Ports[port] = m
-			}
-		}
+		e = p.over(e)
 		break // the oldest matching workload policy wins
+	}
+	return e
+}
+
+// over applies workload policy p over the namespace's (or mesh's) effective policy: UNSET
+// inherits, at the workload level and on each of its ports.
+func (p *Policy) over(base Effective) Effective {
+	e := base
+	if p.Mode != ModeUnset {
+		e = Effective{Mode: p.Mode, Level: LevelWorkload, Policy: p}
+	} else {
+		e.Level, e.Policy = LevelWorkload, p
+	}
+	if len(p.Ports) > 0 {
+		e.Ports = make(map[uint32]Mode, len(p.Ports))
+		for port, m := range p.Ports {
+			if m == ModeUnset {
+				m = e.Mode
+			}
+			e.Ports[port] = m
+		}
 	}
 	return e
 }
@@ -188,22 +196,7 @@ func (r *Resolver) Possible(ns string, known map[string]string, port uint32) []E
 		if !compatible(p.Selector, known) {
 			continue
 		}
-		e := base
-		if p.Mode != ModeUnset {
-			e = Effective{Mode: p.Mode, Level: LevelWorkload, Policy: p}
-		} else {
-			e.Level, e.Policy = LevelWorkload, p
-		}
-		if len(p.Ports) > 0 {
-			e.Ports = map[uint32]Mode{}
-			for pt, m := range p.Ports {
-				if m == ModeUnset {
-					m = e.Mode
-				}
-				e.Ports[pt] = m
-			}
-		}
-		out = append(out, e.OnPort(port))
+		out = append(out, p.over(base).OnPort(port))
 		if selects(p.Selector, known) {
 			return out
 		}

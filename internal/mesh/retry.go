@@ -38,4 +38,3 @@ func RetryPolicy(route map[string]any) Retry {
 	}
 	return r
 }
-
