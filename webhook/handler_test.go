@@ -524,72 +524,54 @@ func TestAnAnswerIsBoundedWhateverTheNumberOfFindings(t *testing.T) {
 	require.Contains(t, resp.Warnings[len(resp.Warnings)-1], "more warnings")
 }
 
-func TestTheSlotIsTakenBeforeTheBodyIsRead(t *testing.T) {
-	f := newFixture(t, "webhook: {maxConcurrentReviews: 1, timeout: 20s}\n", meshStrict)
-	base, err := f.cache.Inventory("istio-system", "cluster.local")
-	require.NoError(t, err)
-	gate := &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
-	f.handler.Inventory = gate
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.send(t, req{op: admissionv1.Create, object: goodVS})
-	}()
-	<-gate.entered
-	// The second request's body is a reader that records whether anything read it.
-	body := &watchedReader{r: bytes.NewReader(req{op: admissionv1.Create, object: goodVS}.review(t))}
-	r := httptest.NewRequest(http.MethodPost, Path, body)
-	r.Header.Set("Content-Type", "application/json")
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		f.http.ServeHTTP(httptest.NewRecorder(), r)
-	}()
-	select {
-	case <-served:
-		t.Fatal("the second review finished while the only slot was held")
-	case <-time.After(300 * time.Millisecond):
-	}
-	require.False(t, body.read.Load(), "the body was read before a slot was free")
-	close(gate.block)
-	<-done
-	<-served
-	require.True(t, body.read.Load())
-}
-
-func TestABodyWaitsForItsShareOfTheByteBudget(t *testing.T) {
-	// Two slots but a byte budget that one large review fills: the second review, smaller
-	// than the budget but larger than what is left, waits for the first one.
+// TestAReviewWaitsBeforeItReadsItsBody holds one review inside the handler and sends a second:
+// while the first holds what the second needs (the only slot, or most of the byte budget), the
+// second's body is not read at all.
+func TestAReviewWaitsBeforeItReadsItsBody(t *testing.T) {
 	small := req{op: admissionv1.Create, object: goodVS}.review(t)
-	f := newFixture(t, fmt.Sprintf("webhook: {maxConcurrentReviews: 2, timeout: 20s, maxRequestBytes: %d, maxInFlightBytes: %d}\n", len(small)+1, 2*len(small)-1), meshStrict)
-	base, err := f.cache.Inventory("istio-system", "cluster.local")
-	require.NoError(t, err)
-	gate := &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
-	f.handler.Inventory = gate
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.send(t, req{op: admissionv1.Create, object: goodVS})
-	}()
-	<-gate.entered
-	body := &watchedReader{r: bytes.NewReader(small)}
-	r := httptest.NewRequest(http.MethodPost, Path, body)
-	r.Header.Set("Content-Type", "application/json")
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		f.http.ServeHTTP(httptest.NewRecorder(), r)
-	}()
-	select {
-	case <-gate.entered:
-		t.Fatal("the second review started while the first held most of the byte budget")
-	case <-time.After(300 * time.Millisecond):
+	tests := []struct {
+		name, config string
+	}{
+		{"for a free slot", "webhook: {maxConcurrentReviews: 1, timeout: 20s}\n"},
+		// Two slots, but a byte budget the first review leaves too little of for the second.
+		{"for its share of the byte budget", fmt.Sprintf("webhook: {maxConcurrentReviews: 2, timeout: 20s, maxRequestBytes: %d, maxInFlightBytes: %d}\n", len(small)+1, 2*len(small)-1)},
 	}
-	require.False(t, body.read.Load(), "the body was read before its bytes were budgeted")
-	close(gate.block)
-	<-done
-	<-served
-	require.True(t, body.read.Load())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, tt.config, meshStrict)
+			base, err := f.cache.Inventory("istio-system", "cluster.local")
+			require.NoError(t, err)
+			gate := &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
+			f.handler.Inventory = gate
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				f.send(t, req{op: admissionv1.Create, object: goodVS})
+			}()
+			<-gate.entered
+			// The second request's body is a reader that records whether anything read it.
+			body := &watchedReader{r: bytes.NewReader(small)}
+			r := httptest.NewRequest(http.MethodPost, Path, body)
+			r.Header.Set("Content-Type", "application/json")
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				f.http.ServeHTTP(httptest.NewRecorder(), r)
+			}()
+			select {
+			case <-served:
+				t.Fatal("the second review finished while the first held what it needs")
+			case <-gate.entered:
+				t.Fatal("the second review started while the first held what it needs")
+			case <-time.After(300 * time.Millisecond):
+			}
+			require.False(t, body.read.Load(), "the body was read before the review could start")
+			close(gate.block)
+			<-done
+			<-served
+			require.True(t, body.read.Load())
+		})
+	}
 }
 
 type watchedReader struct {
