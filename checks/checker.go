@@ -428,6 +428,9 @@ func (c *Checker) buildPage(ctx context.Context, ts time.Time) {
 		c.opts.Logger.Warn("service map not rebuilt", "error", err)
 		return
 	}
+	if err := DescribeWorkloads(ctx, g, c.opts.Config, s.GraphKeys); err != nil {
+		c.opts.Logger.Warn("service map without team, tier and last deploy", "error", err)
+	}
 	var b bytes.Buffer
 	if err := graph.WriteHTML(&b, g, s.RetryAmplification); err != nil {
 		c.opts.Logger.Warn("service map not rendered", "error", err)

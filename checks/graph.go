@@ -78,6 +78,28 @@ func BuildGraph(ctx context.Context, opts GraphOptions) (*graph.Graph, error) {
 		Thresholds: opts.Thresholds, Window: opts.Window, At: opts.At, Queries: queries}), nil
 }
 
+// WorkloadLister reads what the cluster holds about the workloads of namespaces
+// (ClusterSource does; manifest files do not).
+type WorkloadLister interface {
+	Workloads(ctx context.Context, namespaces []string) ([]graph.Workload, error)
+}
+
+// DescribeWorkloads sets the team, tier and last deploy of g's workloads from src when it can
+// list them, and does nothing otherwise. On an error g is left as it was: callers report it
+// and keep the map, which is worth having without them.
+func DescribeWorkloads(ctx context.Context, g *graph.Graph, src ConfigSource, keys graph.MetadataKeys) error {
+	wl, ok := src.(WorkloadLister)
+	if !ok {
+		return nil
+	}
+	ws, err := wl.Workloads(ctx, g.WorkloadNamespaces())
+	if err != nil {
+		return fmt.Errorf("read workloads for the service map: %w", err)
+	}
+	g.Describe(ws, keys)
+	return nil
+}
+
 // index is Istio's model of the configuration's VirtualServices and DestinationRules; nil
 // configuration: an empty one, where Istio's defaults apply.
 func (m *MeshConfig) index(root, domain string) *mesh.Index {

@@ -50,6 +50,8 @@ type Settings struct {
 	Graph bool
 	// GraphThresholds colour the service map.
 	GraphThresholds graph.Thresholds
+	// GraphKeys name the labels or annotations of a workload's team and tier on the map.
+	GraphKeys graph.MetadataKeys
 }
 
 // SettingsFrom reads the check section of the shared config. The generatorURL base is the
@@ -72,6 +74,7 @@ func SettingsFrom(c *config.Config) Settings {
 		RetryAmplification:   c.Check.Thresholds.RetryAmplification,
 		Graph:                c.Check.Graph.Enabled,
 		GraphThresholds:      GraphThresholds(c),
+		GraphKeys:            GraphKeys(c),
 	}
 	if s.PrometheusURL == "" {
 		s.PrometheusURL = c.Check.Prometheus.URL
@@ -123,6 +126,11 @@ func GraphThresholds(c *config.Config) graph.Thresholds {
 	h := c.Check.Graph.Health
 	return graph.Thresholds{ErrorRateWarning: h.ErrorRateWarning, ErrorRateCritical: h.ErrorRateCritical,
 		P99WarningMs: float64(h.P99Warning.Milliseconds()), P99CriticalMs: float64(h.P99Critical.Milliseconds())}
+}
+
+// GraphKeys reads the labels or annotations of a workload's team and tier from the config.
+func GraphKeys(c *config.Config) graph.MetadataKeys {
+	return graph.MetadataKeys{Team: c.Check.Graph.TeamKeys, Tier: c.Check.Graph.TierKeys}
 }
 
 func (s Settings) domain() string {

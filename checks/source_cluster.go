@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/meshguard/meshguard/internal/cluster"
+	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/internal/manifest"
 )
 
@@ -66,6 +67,19 @@ func (c *ClusterSource) Load(ctx context.Context) (*MeshConfig, error) {
 		}
 	}
 	return NewMeshConfig(c.RootNamespace, objects, namespaces), nil
+}
+
+// Workloads reads the Deployments of namespaces and their ReplicaSets (internal/cluster); none
+// without a Kubernetes client.
+func (c *ClusterSource) Workloads(ctx context.Context, namespaces []string) ([]graph.Workload, error) {
+	if c.Kube == nil {
+		return nil, nil
+	}
+	ws, err := cluster.Workloads(ctx, c.Kube, namespaces)
+	if err != nil {
+		return nil, fmt.Errorf("read workloads from %s: %w", c, err)
+	}
+	return ws, nil
 }
 
 // meshNamespaces lists the namespaces with sidecar injection or ambient enabled.

@@ -38,7 +38,9 @@ p99 latency, protocol and observed mTLS share, joined with what Istio applies to
 VirtualService route's retries and timeout (Istio's default retries when none is written) and the
 DestinationRule's outlier detection and connection pool, from manifest files (--config-from DIR)
 or the cluster (--kubeconfig, or in-cluster). Nodes and edges are green, yellow or red by the
-thresholds in check.graph.health (docs/graph.md).
+thresholds in check.graph.health (docs/graph.md). From the cluster, each workload also gets its
+owner team and tier (the labels or annotations check.graph.teamKeys and tierKeys name) and last
+deploy (its Deployment's newest ReplicaSet).
 
 Output: -o json (schema in docs/graph.md), dot (Graphviz), mermaid (GitHub renders it in
 Markdown), or html: one self-contained page with the interactive map.
@@ -107,6 +109,12 @@ entry's traffic that follows the chain; chains over --budget are marked. Both: -
 				MeshDomain: cfg.MeshDomain, RootNamespace: cfg.RootNamespace, Thresholds: thresholds})
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("cannot build the graph from Prometheus at %s: %w", cfg.Check.Prometheus.URL, err)}
+			}
+			if meshCfg != nil {
+				if err := checks.DescribeWorkloads(cmd.Context(), g, source, checks.GraphKeys(cfg)); err != nil {
+					// The map without owners still answers what calls what.
+					fmt.Fprintln(cmd.ErrOrStderr(), "meshguard:", err)
+				}
 			}
 			switch {
 			case impact != "":

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -111,6 +112,11 @@ type CheckGraph struct {
 	// Health colours nodes and edges: red at or above a critical figure, yellow at or above a
 	// warning one.
 	Health GraphHealth `json:"health,omitempty"`
+	// TeamKeys and TierKeys name the labels or annotations that give a workload's owner team
+	// and tier, tried in order on its pod template's labels, then its own labels and
+	// annotations; the first one set wins.
+	TeamKeys []string `json:"teamKeys,omitempty"`
+	TierKeys []string `json:"tierKeys,omitempty"`
 }
 
 // GraphHealth are the service map's health thresholds.
@@ -215,7 +221,8 @@ func Default() *Config {
 			Limits: CheckLimits{MaxSeriesPerSignal: 1000, MaxAlertsPerCycle: 500},
 			// Green under 1% errors: yellow from half of it; latency goals likewise.
 			Graph: CheckGraph{Health: GraphHealth{ErrorRateWarning: 0.005, ErrorRateCritical: 0.01,
-				P99Warning: Duration{500 * time.Millisecond}, P99Critical: Duration{time.Second}}},
+				P99Warning: Duration{500 * time.Millisecond}, P99Critical: Duration{time.Second}},
+				TeamKeys: []string{"team"}, TierKeys: []string{"tier"}},
 		},
 	}
 }
@@ -293,6 +300,9 @@ func (c *Config) Validate() error {
 	// Zero would mean no bound: the checker's memory would grow with the mesh again.
 	if c.Check.Limits.MaxSeriesPerSignal <= 0 || c.Check.Limits.MaxAlertsPerCycle <= 0 {
 		errs = append(errs, errors.New("check.limits.maxSeriesPerSignal and check.limits.maxAlertsPerCycle must be positive"))
+	}
+	if slices.Contains(c.Check.Graph.TeamKeys, "") || slices.Contains(c.Check.Graph.TierKeys, "") {
+		errs = append(errs, errors.New("check.graph.teamKeys and check.graph.tierKeys: a key must not be empty"))
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,14 @@ func TestParseLayersTheFileOverDefaults(t *testing.T) {
 	require.Equal(t, 10*time.Second, c.Check.Interval.Duration)
 	require.Equal(t, 5*time.Minute, c.Check.Window.Duration)
 	require.Equal(t, 1000, c.Check.Limits.MaxSeriesPerSignal, "the checker is bounded by default")
+	require.Equal(t, []string{"team"}, c.Check.Graph.TeamKeys)
+}
+
+func TestGraphKeysInTheFileReplaceTheDefaults(t *testing.T) {
+	c := Default()
+	require.NoError(t, Parse([]byte("check:\n  graph:\n    teamKeys: [owner, app.kubernetes.io/part-of]\n"), c))
+	require.Equal(t, []string{"owner", "app.kubernetes.io/part-of"}, c.Check.Graph.TeamKeys, "a list replaces the default, it does not extend it")
+	require.Equal(t, []string{"tier"}, c.Check.Graph.TierKeys, "an unset list keeps its default")
 }
 
 func TestParseRefusesMistakes(t *testing.T) {
@@ -26,6 +34,7 @@ func TestParseRefusesMistakes(t *testing.T) {
 		{"a bad duration", "check: {interval: soon}\n", "duration"},
 		{"a series limit of zero, which would be no bound", "check: {limits: {maxSeriesPerSignal: 0}}\n", "check.limits.maxSeriesPerSignal"},
 		{"a negative alert limit", "check: {limits: {maxAlertsPerCycle: -1}}\n", "check.limits.maxAlertsPerCycle"},
+		{"an empty team key", "check: {graph: {teamKeys: [team, '']}}\n", "check.graph.teamKeys"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,6 +61,11 @@ type Node struct {
 	// exports Envoy's cluster stats for the service.
 	EjectedEndpoints *float64 `json:"ejectedEndpoints,omitempty"`
 	OverflowRate     *float64 `json:"overflowRate,omitempty"`
+	// Team, Tier and LastDeploy (workloads) come from the cluster's Deployment of the same
+	// namespace and name (Describe); empty when there is none or no cluster was read.
+	Team       string     `json:"team,omitempty"`
+	Tier       string     `json:"tier,omitempty"`
+	LastDeploy *time.Time `json:"lastDeploy,omitempty"`
 }
 
 // Edge is traffic from a workload to a service (a call, with the caller's policy) or from a

@@ -50,6 +50,22 @@ func (n Node) group() string {
 	return n.Cluster + "/" + n.Namespace
 }
 
+// label is a node's text in pictures: its name and, on a second line (after br), its team and
+// tier where the cluster gave them.
+func (n Node) label(br string) string {
+	var owner []string
+	if n.Team != "" {
+		owner = append(owner, "team "+n.Team)
+	}
+	if n.Tier != "" {
+		owner = append(owner, "tier "+n.Tier)
+	}
+	if len(owner) == 0 {
+		return n.Name
+	}
+	return n.Name + br + strings.Join(owner, ", ")
+}
+
 // groups orders the nodes by their namespace box.
 func (g *Graph) groups() ([]string, map[string][]Node) {
 	by := map[string][]Node{}
@@ -106,7 +122,7 @@ func writeDOT(w io.Writer, g *Graph) error {
 			if n.Kind == KindService {
 				shape = "ellipse"
 			}
-			fmt.Fprintf(&b, "    %s [label=%s, shape=%s, fillcolor=%s];\n", dotID(n.ID), dotID(n.Name), shape, dotID(healthColour[n.Health]))
+			fmt.Fprintf(&b, "    %s [label=%s, shape=%s, fillcolor=%s];\n", dotID(n.ID), dotID(n.label("\n")), shape, dotID(healthColour[n.Health]))
 		}
 		b.WriteString("  }\n")
 	}
@@ -147,7 +163,7 @@ func writeMermaid(w io.Writer, g *Graph) error {
 			if n.Kind == KindService {
 				open, close = "([", "])"
 			}
-			fmt.Fprintf(&b, "    %s%s%s%s:::%s\n", ids[n.ID], open, mermaidText(n.Name), close, n.Health)
+			fmt.Fprintf(&b, "    %s%s%s%s:::%s\n", ids[n.ID], open, mermaidText(n.label("<br/>")), close, n.Health)
 		}
 		b.WriteString("  end\n")
 	}

@@ -1,0 +1,51 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func TestDeploymentWorkloadsTakeTheNewestRolloutOfEachDeployment(t *testing.T) {
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(days int) metav1.Time { return metav1.NewTime(created.AddDate(0, 0, days)) }
+	dep := func(name string) appsv1.Deployment {
+		return appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: types.UID(name + "-uid"), CreationTimestamp: at(0)}}
+	}
+	rs := func(owner string, days int, controller bool) appsv1.ReplicaSet {
+		return appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: owner + "-rs", CreationTimestamp: at(days),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: owner, UID: types.UID(owner + "-uid"), Controller: &controller}}}}
+	}
+	tests := []struct {
+		name string
+		sets []appsv1.ReplicaSet
+		want time.Time
+	}{
+		{"the newest of the Deployment's ReplicaSets is its last rollout", []appsv1.ReplicaSet{rs("web", 3, true), rs("web", 9, true), rs("web", 5, true)}, at(9).Time},
+		{"without a ReplicaSet the Deployment's own creation is its rollout", nil, at(0).Time},
+		{"another Deployment's ReplicaSet does not count", []appsv1.ReplicaSet{rs("web", 2, true), rs("api", 7, true)}, at(2).Time},
+		{"a ReplicaSet the Deployment owns but does not control does not count", []appsv1.ReplicaSet{rs("web", 2, true), rs("web", 7, false)}, at(2).Time},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws := DeploymentWorkloads([]appsv1.Deployment{dep("web")}, tt.sets)
+			require.Len(t, ws, 1)
+			require.Equal(t, "shop", ws[0].Namespace)
+			require.Equal(t, "web", ws[0].Name)
+			require.True(t, tt.want.Equal(ws[0].LastDeploy), "last deploy %s, want %s", ws[0].LastDeploy, tt.want)
+		})
+	}
+}
+
+func TestDeploymentWorkloadsSearchThePodTemplateFirst(t *testing.T) {
+	d := appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web",
+		Labels: map[string]string{"team": "object-label"}, Annotations: map[string]string{"tier": "object-annotation"}},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "pods"}}}}}
+	ws := DeploymentWorkloads([]appsv1.Deployment{d}, nil)
+	require.Equal(t, []map[string]string{{"team": "pods"}, {"team": "object-label"}, {"tier": "object-annotation"}}, ws[0].Metadata)
+}
