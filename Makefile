@@ -18,7 +18,7 @@ IMAGE_REPO ?= ghcr.io/meshguard/meshguard
 IMAGE_TAR := bin/meshguard-image.tar
 IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
 
-.PHONY: all build tools test unit e2e vet staticcheck bench demo docs image clean
+.PHONY: all build tools test unit e2e vet staticcheck bench bench-conftest demo docs image clean
 
 all: build
 
@@ -48,6 +48,11 @@ unit:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/engine/ ./internal/lint/ ./internal/validate/
+
+# bench-conftest: `meshguard lint` against `conftest test` on the same 10,000 generated objects,
+# conftest running meshguard's per-object rules written in Rego (test/bench/conftest).
+bench-conftest:
+	test/bench/conftest/run.sh
 
 docs: build
 	$(BIN) policies list -o md > docs/rules.md

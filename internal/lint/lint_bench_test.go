@@ -2,7 +2,6 @@ package lint_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -17,117 +16,13 @@ import (
 	"github.com/meshguard/meshguard/internal/lint"
 	"github.com/meshguard/meshguard/internal/manifest"
 	"github.com/meshguard/meshguard/policies"
+	"github.com/meshguard/meshguard/test/bench"
 )
 
-// A realistic set: a VirtualService with two retrying routes, its DestinationRule with subsets
-// and port-level settings, a namespace PeerAuthentication and a Telemetry.
-const vsTemplate = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: svc-%[1]d
-  namespace: ns-%[2]d
-spec:
-  hosts: [svc-%[1]d]
-  http:
-  - match:
-    - headers:
-        end-user: {exact: jason}
-    route:
-    - destination: {host: svc-%[1]d, subset: v2}
-    timeout: 4s
-    retries: {attempts: 3, perTryTimeout: 1s, retryOn: "gateway-error,connect-failure"}
-  - route:
-    - destination: {host: svc-%[1]d, subset: v1}
-      weight: 90
-    - destination: {host: svc-%[1]d, subset: v3}
-      weight: 10
-    timeout: 3s
-    retries: {attempts: 2, perTryTimeout: 1s}
-`
-
-const drTemplate = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: svc-%[1]d
-  namespace: ns-%[2]d
-spec:
-  host: svc-%[1]d
-  trafficPolicy:
-    connectionPool:
-      http: {maxRetries: 64}
-    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
-    portLevelSettings:
-    - port: {number: 9080}
-      outlierDetection: {consecutive5xxErrors: 5, maxEjectionPercent: 30}
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - name: v3
-    labels: {version: v3}
-    trafficPolicy:
-      tls: {mode: ISTIO_MUTUAL}
-`
-
-const paTemplate = `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: default
-  namespace: ns-%[2]d
-spec:
-  mtls: {mode: STRICT}
-`
-
-const telTemplate = `apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata:
-  name: default
-  namespace: ns-%[2]d
-spec:
-  tracing: [{randomSamplingPercentage: 1}]
-  metrics:
-  - providers: [{name: prometheus}]
-    overrides:
-    - tagOverrides:
-        request_host: {value: "has(request.host) ? request.host : 'unknown'"}
-`
-
-// generate writes n objects into dir: per namespace one PeerAuthentication and one Telemetry,
-// the rest VirtualService/DestinationRule pairs, 100 objects per file.
+// generate writes the benchmark corpus of n objects into dir.
 func generate(tb testing.TB, dir string, n int) {
 	tb.Helper()
-	var buf []byte
-	file := 0
-	flush := func() {
-		if len(buf) == 0 {
-			return
-		}
-		p := filepath.Join(dir, fmt.Sprintf("team-%03d", file/20), fmt.Sprintf("objects-%04d.yaml", file))
-		require.NoError(tb, os.MkdirAll(filepath.Dir(p), 0o755))
-		require.NoError(tb, os.WriteFile(p, buf, 0o644))
-		buf, file = buf[:0], file+1
-	}
-	count := 0
-	for i := 0; count < n; i++ {
-		ns := i / 50
-		var tmpl string
-		switch {
-		case i%50 == 0:
-			tmpl = paTemplate
-		case i%50 == 1:
-			tmpl = telTemplate
-		case i%2 == 0:
-			tmpl = vsTemplate
-		default:
-			tmpl = drTemplate
-		}
-		buf = append(buf, "---\n"...)
-		buf = fmt.Appendf(buf, tmpl, i/2, ns)
-		count++
-		if count%100 == 0 {
-			flush()
-		}
-	}
-	flush()
+	require.NoError(tb, bench.Generate(dir, n))
 }
 
 func newEngine(tb testing.TB) *engine.Engine {
