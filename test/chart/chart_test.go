@@ -464,9 +464,10 @@ func TestRBAC(t *testing.T) {
 			"networking.istio.io": {"destinationrules", "virtualservices"},
 			"security.istio.io":   {"authorizationpolicies", "peerauthentications"},
 			"telemetry.istio.io":  {"telemetries"},
-			"":                    {"namespaces"},
+			"":                    {"namespaces", "services"},
 		},
 		"checker": {
+			"apps":                {"deployments", "replicasets"},
 			"networking.istio.io": {"destinationrules", "virtualservices"},
 			"security.istio.io":   {"peerauthentications"},
 			"":                    {"namespaces"},
