@@ -74,6 +74,9 @@ func TestGraphPageInABrowser(t *testing.T) {
 		Config: meshCfg, Window: 5 * time.Minute, At: at,
 		MeshDomain: "cluster.local", RootNamespace: "istio-system", Thresholds: graph.DefaultThresholds()})
 	require.NoError(t, err)
+	// One workload's Deployment, as checks.DescribeWorkloads reads it from a cluster.
+	g.Describe([]graph.Workload{{Namespace: "bookinfo", Name: "reviews-v2", Metadata: []map[string]string{{"team": "reviews-team", "tier": "backend"}},
+		LastDeploy: start.Add(-time.Hour)}}, graph.MetadataKeys{Team: []string{"team"}, Tier: []string{"tier"}})
 
 	dir := graphArtifacts(t)
 	page := filepath.Join(dir, "demo-mesh.html")
@@ -164,6 +167,20 @@ func TestGraphPageInABrowser(t *testing.T) {
 		require.Contains(t, details, "(Istio's default)")
 	})
 	shot("demo-mesh-edge-selected.png")
+
+	t.Run("a click on a workload shows its team, tier and last deploy", func(t *testing.T) {
+		const reviewsV2 = "workload:Kubernetes/bookinfo/reviews-v2"
+		click(fmt.Sprintf(`(() => { const p = meshguard.cy.getElementById(%q).renderedPosition();
+			const r = meshguard.cy.container().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; })()`, reviewsV2))
+		browse(t, ctx, chromedp.Poll[bool](fmt.Sprintf(`document.getElementById("details").dataset.selected === %q`, reviewsV2)))
+		cell := func(class string) string {
+			return browse(t, ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector("#details .%s").innerText`, class)))
+		}
+		require.Equal(t, "reviews-team", cell("team"))
+		require.Equal(t, "backend", cell("tier"))
+		require.Equal(t, "2025-05-31T23:00:00Z", cell("last-deploy"))
+	})
+	shot("demo-mesh-workload-selected.png")
 
 	t.Run("the checker serves the same map at /graph, under its content security policy", func(t *testing.T) {
 		s := checks.SettingsFrom(config.Default())
