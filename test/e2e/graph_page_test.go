@@ -179,6 +179,8 @@ func TestGraphPageInABrowser(t *testing.T) {
 		require.Equal(t, "reviews-team", cell("team"))
 		require.Equal(t, "backend", cell("tier"))
 		require.Equal(t, "2025-05-31T23:00:00Z", cell("last-deploy"))
+		label := browse(t, ctx, chromedp.Evaluate[string](fmt.Sprintf(`meshguard.cy.getElementById(%q).data("label")`, reviewsV2)))
+		require.Equal(t, "reviews-v2\nreviews-team", label, "the map names the owner under the workload")
 	})
 	shot("demo-mesh-workload-selected.png")
 

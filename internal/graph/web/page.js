@@ -32,6 +32,7 @@
       elements.push({ data: { id: "group:" + grp, label: grp, kind: "group" } });
     }
     var label = n.name;
+    if (n.team) { label += "\n" + n.team; }
     if (worst[n.id] > budget) { label += "\n×" + num(worst[n.id]); }
     elements.push({ data: { id: n.id, label: label, kind: n.kind, health: n.health, parent: "group:" + grp,
       over: worst[n.id] > budget ? "yes" : "no" } });
