@@ -65,6 +65,7 @@ func TestEveryFormatDrawsTheSameGraph(t *testing.T) {
 func TestTheImpactAndAmplificationReportsNameTheChainAndTheBudget(t *testing.T) {
 	g := build(t, observed(call{src: "shop/web", dst: "shop/a-v1", rate: 10}, call{src: "shop/a-v1", dst: "shop/b-v1", rate: 10},
 		call{src: "shop/b-v1", dst: "shop/c-v1", rate: 10}), nil)
+	g.Describe([]Workload{{Namespace: "shop", Name: "c-v1", Metadata: []map[string]string{{"team": "ledger"}}}}, MetadataKeys{Team: []string{"team"}})
 	var b bytes.Buffer
 	require.NoError(t, WriteAmplification(&b, g, g.Amplification(), 10, "text"))
 	require.Contains(t, b.String(), "! 27         100.0%  shop/web -> shop/a ×3 -> shop/b ×9 -> shop/c ×27")
@@ -75,5 +76,6 @@ func TestTheImpactAndAmplificationReportsNameTheChainAndTheBudget(t *testing.T) 
 	require.Contains(t, b.String(), "Depends on it (3)")
 	require.Regexp(t, `1 +workload shop/a-v1 +100.0%  green`, b.String())
 	require.Contains(t, b.String(), "It depends on (3)")
+	require.Regexp(t, `3 +workload shop/c-v1 +green  team ledger\n`, b.String(), "a dependency names its owner")
 	require.Error(t, WriteImpact(&b, imp, "yaml"))
 }

@@ -18,17 +18,25 @@ func WriteImpact(w io.Writer, imp *Impact, format string) error {
 	fmt.Fprintf(&b, "Impact of %s (%s)\n\n", imp.Service, strings.Join(imp.Targets, ", "))
 	fmt.Fprintf(&b, "Depends on it (%d), with the share of each one's traffic that passes through it:\n", len(imp.Dependents))
 	for _, r := range imp.Dependents {
-		fmt.Fprintf(&b, "  %-3d %-8s %-40s %6.1f%%  %s\n", r.Depth, r.Kind, qualified(r), r.Share*100, r.Health)
+		fmt.Fprintf(&b, "  %-3d %-8s %-40s %6.1f%%  %s%s\n", r.Depth, r.Kind, qualified(r), r.Share*100, r.Health, teamText(r))
 	}
 	fmt.Fprintf(&b, "\nIt depends on (%d), where to look for a root cause:\n", len(imp.Dependencies))
 	for _, r := range imp.Dependencies {
-		fmt.Fprintf(&b, "  %-3d %-8s %-40s %s\n", r.Depth, r.Kind, qualified(r), r.Health)
+		fmt.Fprintf(&b, "  %-3d %-8s %-40s %s%s\n", r.Depth, r.Kind, qualified(r), r.Health, teamText(r))
 	}
 	_, err := io.WriteString(w, b.String())
 	if err != nil {
 		return fmt.Errorf("write impact: %w", err)
 	}
 	return nil
+}
+
+// teamText is a column for the owner, when known: who to call during an incident.
+func teamText(r Reach) string {
+	if r.Team == "" {
+		return ""
+	}
+	return "  team " + r.Team
 }
 
 func qualified(r Reach) string {

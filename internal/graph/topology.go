@@ -59,6 +59,8 @@ type Reach struct {
 	// Share (dependents only) is the share of the node's outgoing traffic that reaches the
 	// service, splitting at every node in proportion to its observed edge rates.
 	Share float64 `json:"share,omitempty"`
+	// Team (workloads) is who to call about the node, when the cluster says (Describe).
+	Team string `json:"team,omitempty"`
 }
 
 // Services returns the service nodes a name means: a node ID, a host, name.namespace, or a short
@@ -143,7 +145,7 @@ func (g *Graph) Impact(service string) (*Impact, error) {
 
 func (g *Graph) reach(id string, depth int, share float64) Reach {
 	n := g.Node(id)
-	return Reach{Node: id, Kind: n.Kind, Namespace: n.Namespace, Name: n.Name, Depth: depth, Health: n.Health, Share: share}
+	return Reach{Node: id, Kind: n.Kind, Namespace: n.Namespace, Name: n.Name, Depth: depth, Health: n.Health, Share: share, Team: n.Team}
 }
 
 // distances is a breadth-first search from the targets along next.
