@@ -25,9 +25,9 @@ import (
 // list: a review against a partial inventory could miss a conflict or report a false absence.
 var ErrNotSynced = errors.New("the inventory cache has not synced yet")
 
-// Cache is the cluster's Istio objects of the four checked kinds, as the rules read them. It is
-// fed by informers (one per kind, in the version the cluster prefers among those Istio serves:
-// every version of a kind is the same object, so one watch sees them all) and hands out
+// Cache is the cluster's Istio objects of the checked kinds, and its Services, as the rules read
+// them. It is fed by informers (one per kind, in the version the cluster prefers among those
+// served: every version of a kind is the same object, so one watch sees them all) and hands out
 // immutable, complete inventories. An index is rebuilt lazily, on the first review after a
 // change, so a burst of events costs one rebuild, and reviews between changes share one index.
 type Cache struct {
@@ -53,12 +53,16 @@ func NewCache(log logr.Logger, metrics *Metrics) *Cache {
 	return &Cache{log: log, metrics: metrics, objects: map[string]*manifest.Object{}}
 }
 
-// Watch registers the cache's handlers on informers for the four kinds. Call it before the
-// informers start (the manager starts them); it does not block for the initial list.
+// Watch registers the cache's handlers on informers for the checked kinds and for Services
+// (which tell the workloads behind a host). Call it before the informers start (the manager
+// starts them); it does not block for the initial list.
 func (c *Cache) Watch(ctx context.Context, informers cache.Informers, mapper meta.RESTMapper) error {
-	for _, kind := range manifest.Kinds() {
+	for _, kind := range append(manifest.Kinds(), manifest.KindService) {
 		group, versions := manifest.GroupVersions(kind)
 		mapping, err := mapper.RESTMapping(schema.GroupKind{Group: group, Kind: kind}, versions...)
+		if err != nil && group == "" {
+			return fmt.Errorf("watch %s: %w", kind, err)
+		}
 		if err != nil {
 			return fmt.Errorf("watch %s.%s: is the Istio CRD installed? %w", kind, group, err)
 		}
@@ -189,7 +193,7 @@ func (c *Cache) Inventory(rootNamespace, domain string) (engine.Inventory, error
 		index: engine.NewIndex(objects, true, rootNamespace, domain)}
 	c.snap.Store(s)
 	if c.metrics != nil {
-		for _, k := range manifest.Kinds() {
+		for _, k := range append(manifest.Kinds(), manifest.KindService) {
 			c.metrics.inventory.WithLabelValues(k).Set(float64(counts[k]))
 		}
 	}

@@ -75,14 +75,14 @@ unreachable cluster.`,
 			if err != nil {
 				return err
 			}
-			reported := len(objects) + len(problems)
+			reported := lint.Checked(objects) + len(problems)
 			if namespace != "" {
 				// The inventory stays the whole cluster (cross-object rules need it); only what
 				// is reported is narrowed.
 				findings = inNamespace(findings, namespace)
 				reported = 0
 				for _, o := range objects {
-					if o.Namespace == namespace {
+					if o.Namespace == namespace && !manifest.InventoryOnly(o.Kind) {
 						reported++
 					}
 				}

@@ -89,7 +89,7 @@ unreadable paths.`,
 				return os.ReadFile(file)
 			}
 			findings = lint.Relocate(findings, in, stdinName)
-			return rep.write(cmd, &report.Report{Findings: findings, Rules: eng.Rules(), Files: res.Files, Objects: len(res.Objects), Paths: paths})
+			return rep.write(cmd, &report.Report{Findings: findings, Rules: eng.Rules(), Files: res.Files, Objects: lint.Checked(res.Objects), Paths: paths})
 		},
 	}
 	fs := cmd.Flags()

@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -56,9 +57,11 @@ type Item struct {
 	Problem *manifest.Problem
 }
 
-// List reads every object of kinds (all checked kinds when empty). A kind the cluster does not
-// serve is skipped with a line on warnings; none served at all is an error. Each item's File is
-// its API path, which is what reports print.
+// List reads every object of kinds (all checked kinds and Services when empty). A kind the
+// cluster does not serve is skipped with a line on warnings; none served at all is an error.
+// Services may not be readable (RBAC): then a warning says that the workloads behind hosts are
+// found by Istio's app label convention. Each item's File is its API path, which is what
+// reports print.
 func List(ctx context.Context, cfg *rest.Config, kinds []string, warnings io.Writer) ([]Item, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
@@ -69,12 +72,13 @@ func List(ctx context.Context, cfg *rest.Config, kinds []string, warnings io.Wri
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Host, err)
 	}
+	all := append(manifest.Kinds(), manifest.KindService)
 	if len(kinds) == 0 {
-		kinds = manifest.Kinds()
+		kinds = all
 	}
 	var items []Item
 	served := 0
-	for _, kind := range manifest.Kinds() {
+	for _, kind := range all {
 		if !slices.Contains(kinds, kind) {
 			continue
 		}
@@ -87,17 +91,28 @@ func List(ctx context.Context, cfg *rest.Config, kinds []string, warnings io.Wri
 		if err != nil {
 			return nil, fmt.Errorf("look up %s.%s in %s: %w", kind, group, cfg.Host, err)
 		}
-		served++
+		if !manifest.InventoryOnly(kind) {
+			served++
+		}
 		gvr := mapping.Resource
+		prefix := path.Join("/apis", gvr.Group, gvr.Version)
+		if gvr.Group == "" {
+			prefix = path.Join("/api", gvr.Version)
+		}
 		opts := metav1.ListOptions{Limit: pageSize}
+	pages:
 		for {
 			list, err := dyn.Resource(gvr).List(ctx, opts)
-			if err != nil {
+			switch {
+			case apierrors.IsForbidden(err) && manifest.InventoryOnly(kind):
+				fmt.Fprintf(warnings, "meshguard: may not list %s (%v); the workloads behind a host are those labelled app: <service> (Istio's convention)\n", gvr.Resource, err)
+				break pages
+			case err != nil:
 				return nil, fmt.Errorf("list %s in %s: %w", gvr.GroupResource(), cfg.Host, err)
 			}
 			for i := range list.Items {
 				u := &list.Items[i]
-				file := path.Join("/apis", gvr.Group, gvr.Version, "namespaces", u.GetNamespace(), gvr.Resource, u.GetName())
+				file := path.Join(prefix, "namespaces", u.GetNamespace(), gvr.Resource, u.GetName())
 				obj, problem := manifest.NewObject(manifest.Normalize(u.Object).(map[string]any))
 				if obj != nil {
 					obj.File = file

@@ -259,7 +259,7 @@ func (e *Engine) Problem(p *manifest.Problem) *Finding {
 // the webhook it was a third of a review's cost, and it could only disagree with the cluster's
 // own CRDs.
 func (e *Engine) Validate(ctx context.Context, obj *manifest.Object, schemaChecked bool) []Finding {
-	if e.valid == nil {
+	if e.valid == nil || manifest.InventoryOnly(obj.Kind) {
 		return nil
 	}
 	var fs []Finding
@@ -280,6 +280,9 @@ func (e *Engine) Validate(ctx context.Context, obj *manifest.Object, schemaCheck
 // MG002 error finding. Review returns an error only when ctx is cancelled (the process is
 // stopping) or for faults outside any rule; the caller decides what those mean.
 func (e *Engine) Review(ctx context.Context, obj *manifest.Object, inv Inventory) (fs []Finding, err error) {
+	if manifest.InventoryOnly(obj.Kind) {
+		return nil, nil // a Service is context for the checked kinds, never reviewed itself
+	}
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > e.cfg.Evaluation.Timeout.Duration {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.cfg.Evaluation.Timeout.Duration)

@@ -26,19 +26,24 @@ type Index struct {
 	mesh     *mesh.Index
 }
 
-// NewIndex indexes objects. rootNamespace and domain resolve policies and hosts as Istio does.
+// NewIndex indexes objects, Services among them (they tell which workloads are behind a host).
+// rootNamespace and domain resolve policies and hosts as Istio does.
 func NewIndex(objects []*manifest.Object, complete bool, rootNamespace, domain string) *Index {
 	ix := &Index{
 		complete: complete,
 		byKind:   map[string][]*manifest.Object{},
 		byKindNS: map[string][]*manifest.Object{},
 	}
+	var services []mesh.Service
 	for _, o := range objects {
 		ix.byKind[o.Kind] = append(ix.byKind[o.Kind], o)
 		k := o.Kind + "/" + o.Namespace
 		ix.byKindNS[k] = append(ix.byKindNS[k], o)
+		if o.Kind == manifest.KindService {
+			services = append(services, mesh.ServiceOf(o))
+		}
 	}
-	ix.mesh = mesh.NewIndex(rootNamespace, domain, objects, nil)
+	ix.mesh = mesh.NewIndex(rootNamespace, domain, objects, services)
 	return ix
 }
 

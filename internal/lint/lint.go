@@ -59,3 +59,14 @@ func Run(ctx context.Context, eng *engine.Engine, objects []*manifest.Object, pr
 	engine.Sort(findings)
 	return findings, errors.Join(errs...)
 }
+
+// Checked counts the objects the rules review; Services are read only as context.
+func Checked(objects []*manifest.Object) int {
+	n := 0
+	for _, o := range objects {
+		if !manifest.InventoryOnly(o.Kind) {
+			n++
+		}
+	}
+	return n
+}

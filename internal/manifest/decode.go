@@ -81,6 +81,14 @@ func fromRaw(raw map[string]any, node *yaml.Node, file string, line, offset int)
 		group, versions := GroupVersions(kind)
 		return o, problem("apiVersion", "%s is not served for %s: use %s/%s", apiVersion, kind, group, strings.Join(versions, ", "+group+"/"))
 	}
+	if InventoryOnly(kind) {
+		// Context only: what meshguard does not model is not its to judge, and a nameless
+		// Service names no host.
+		if o.Name == "" {
+			return nil, nil
+		}
+		return o, nil
+	}
 	if o.Name == "" && meta["generateName"] == nil {
 		return o, problem("metadata.name", "metadata.name is required")
 	}

@@ -18,12 +18,15 @@ const (
 	KindTelemetry          = "Telemetry"
 	// AuthorizationPolicy is read for what it asks of peers' identities (MG304).
 	KindAuthorizationPolicy = "AuthorizationPolicy"
+	// Service (core v1) is inventory only: its selector and ports tell which workloads are
+	// behind a host; no rule reviews it and its fields are not checked.
+	KindService = "Service"
 )
 
 type kindInfo struct {
 	group    string
 	versions []string
-	newSpec  func() proto.Message
+	newSpec  func() proto.Message // nil for an inventory-only kind
 }
 
 var kinds = map[string]kindInfo{
@@ -37,20 +40,28 @@ var kinds = map[string]kindInfo{
 		func() proto.Message { return &security.AuthorizationPolicy{} }},
 	KindTelemetry: {"telemetry.istio.io", []string{"v1", "v1alpha1"},
 		func() proto.Message { return &telemetry.Telemetry{} }},
+	KindService: {"", []string{"v1"}, nil},
 }
 
-// Kinds lists the checked kinds in a stable order.
+// Kinds lists the checked kinds in a stable order; KindService, read but never checked, is not
+// one of them.
 func Kinds() []string {
 	return []string{KindAuthorizationPolicy, KindDestinationRule, KindPeerAuthentication, KindTelemetry, KindVirtualService}
 }
 
-// GroupVersions returns the API group and the versions served for kind.
+// GroupVersions returns the API group ("" for the core group) and the versions served for kind.
 func GroupVersions(kind string) (group string, versions []string) {
 	k, ok := kinds[kind]
 	if !ok {
 		return "", nil
 	}
 	return k.group, k.versions
+}
+
+// InventoryOnly tells whether kind is read only as context for the checked kinds (a Service).
+func InventoryOnly(kind string) bool {
+	k, ok := kinds[kind]
+	return ok && k.newSpec == nil
 }
 
 // classify tells whether a document with apiVersion and kind is one meshguard checks. An Istio
@@ -62,7 +73,10 @@ func classify(apiVersion, kind string) (known, served bool) {
 		return false, false
 	}
 	group, version, found := strings.Cut(apiVersion, "/")
-	if !found || group != k.group {
+	if !found {
+		group, version = "", apiVersion // the core group: apiVersion v1
+	}
+	if group != k.group {
 		// Another group's kind of the same name (for example a Gateway API kind) is not ours.
 		return false, false
 	}
@@ -71,5 +85,6 @@ func classify(apiVersion, kind string) (known, served bool) {
 			return true, true
 		}
 	}
-	return true, false
+	// An inventory-only kind in a version meshguard does not read is left alone, not reported.
+	return k.newSpec != nil, false
 }

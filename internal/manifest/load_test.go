@@ -96,7 +96,7 @@ func TestParseReadsEveryDocumentShape(t *testing.T) {
 	}{
 		{"multi-document YAML keeps each document's line", "---\n# c\n" + vs + "---\n\n---\n" + strings.Replace(vs, "name: reviews", "name: second", 1), []string{"reviews", "second"}, []int{3, 18}},
 		{"a List is unwrapped", list, []string{"a", "b"}, []int{2, 3}},
-		{"other kinds are skipped silently", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n" + vs, []string{"reviews"}, []int{5}},
+		{"other kinds are skipped silently", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\n---\n" + vs, []string{"reviews"}, []int{5}},
 		{"a Gateway API kind with an Istio kind's group name clash is skipped", "apiVersion: gateway.networking.k8s.io/v1\nkind: VirtualService\nmetadata: {name: x}\n", nil, nil},
 		{"an empty file has nothing", "", nil, nil},
 		{"a syntax error does not lose the next document", "a: [\n---\n" + vs, []string{"reviews"}, []int{3}},
@@ -115,6 +115,37 @@ func TestParseReadsEveryDocumentShape(t *testing.T) {
 			}
 			require.Equal(t, tt.wantNames, names)
 			require.Equal(t, tt.wantLines, lines)
+		})
+	}
+}
+
+// A Service is read as context (which workloads are behind a host), never judged: fields
+// meshguard does not model are no problem, and a version or group it does not read is skipped.
+func TestAServiceIsReadAsContextOnly(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		read      bool
+	}{
+		{"a core v1 Service is read, whatever fields it has",
+			"apiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: shop}\nspec:\n  selector: {app: cart}\n  ports: [{port: 80, targetPort: http}]\n  sessionAffinity: ClientIP\n  madeUp: {x: 1}\nstatus: {loadBalancer: {}}\n", true},
+		{"a Service without a spec is read", "apiVersion: v1\nkind: Service\nmetadata: {name: cart}\n", true},
+		{"a Service without a name names no host and is skipped", "apiVersion: v1\nkind: Service\nmetadata: {generateName: cart-}\n", false},
+		{"a core version meshguard does not read is skipped, not reported", "apiVersion: v2\nkind: Service\nmetadata: {name: cart}\n", false},
+		{"another group's Service (Knative) is not ours", "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: cart}\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs, problems := Parse("f", []byte(tt.doc))
+			require.Empty(t, problems)
+			if !tt.read {
+				require.Empty(t, objs)
+				return
+			}
+			require.Len(t, objs, 1)
+			require.Equal(t, KindService, objs[0].Kind)
+			require.True(t, InventoryOnly(objs[0].Kind))
+			_, err := objs[0].Spec()
+			require.Error(t, err, "a Service has no Istio spec to decode")
 		})
 	}
 }
@@ -212,6 +243,9 @@ func TestTheIstioCorpusLoads(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, len(res.Objects), 150)
 	for _, o := range res.Objects {
+		if InventoryOnly(o.Kind) {
+			continue
+		}
 		// Whatever the field-by-field check accepts, Istio's own decoder accepts too.
 		_, err := o.Spec()
 		require.NoError(t, err, "%s %s", o.File, o.Ref())

@@ -50,7 +50,7 @@ type Object struct {
 func (o *Object) Spec() (proto.Message, error) {
 	o.specOnce.Do(func() {
 		k, ok := kinds[o.Kind]
-		if !ok {
+		if !ok || k.newSpec == nil {
 			o.specErr = fmt.Errorf("%s is not an Istio kind meshguard checks", o.Kind)
 			return
 		}

@@ -13,8 +13,41 @@ import (
 type Service struct {
 	Namespace, Name string
 	Selector        map[string]string
-	// TargetPorts maps a service port to the pods' port; a port missing here targets itself.
+	// TargetPorts maps a service port to the pods' port; a port missing here targets itself,
+	// and AnyPort stands for a named targetPort, whose number only the pods know.
 	TargetPorts map[uint32]uint32
+}
+
+// ServiceOf reads what the model needs of a core v1 Service object: its selector and each
+// port's targetPort. Nothing else of it is read.
+func ServiceOf(o *manifest.Object) Service {
+	spec := o.SpecMap()
+	s := Service{Namespace: nsOf(o), Name: o.Name, TargetPorts: map[uint32]uint32{}}
+	if sel, ok := spec["selector"].(map[string]any); ok && len(sel) > 0 {
+		s.Selector = make(map[string]string, len(sel))
+		for k, v := range sel {
+			s.Selector[k], _ = v.(string)
+		}
+	}
+	ports, _ := spec["ports"].([]any)
+	for _, p := range ports {
+		pm, _ := p.(map[string]any)
+		port, ok := portNumber(pm["port"])
+		if !ok || pm["targetPort"] == nil {
+			continue
+		}
+		target, ok := portNumber(pm["targetPort"])
+		if !ok {
+			target = AnyPort // a container port's name
+		}
+		s.TargetPorts[port] = target
+	}
+	return s
+}
+
+func portNumber(v any) (uint32, bool) {
+	n := manifest.Int(v)
+	return uint32(n), n >= 1 && n <= 65535
 }
 
 // Index answers Istio's questions about one set of objects: which DestinationRule applies to a
@@ -195,7 +228,11 @@ func (ix *Index) HostMTLS(host, ns string, port uint32) (HostMTLS, bool) {
 	how := "pods labelled app=" + name + " (Istio's convention; no Service " + hostNS + "/" + name + " is known)"
 	if svc, found := ix.services[fqdn]; found {
 		labels, how = svc.Selector, "pods selected by Service "+hostNS+"/"+name
-		if t, ok := svc.TargetPorts[port]; ok {
+		if len(svc.Selector) == 0 {
+			// Its endpoints are managed by hand: they may be any workload of the namespace.
+			how = "endpoints of Service " + hostNS + "/" + name + " (no selector)"
+		}
+		if t, ok := svc.TargetPorts[port]; ok && port != 0 {
 			target = t
 		}
 	}

@@ -120,6 +120,51 @@ func TestTheWorkloadsBehindAHostAreFoundByServiceOrAppLabel(t *testing.T) {
 	require.False(t, ok, "a host outside the mesh has no workloads")
 }
 
+// A DestinationRule's port is the Service's; a PeerAuthentication's portLevelMtls names the pods'
+// port, which the Service's targetPort gives (Kubernetes: a missing targetPort is the port itself,
+// a named one is resolved per pod).
+func TestAServicesTargetPortDecidesThePortLevelMode(t *testing.T) {
+	mesh := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")
+	apiPorts := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: api, namespace: shop}\nspec: {selector: {matchLabels: {app: api-server}}, mtls: {mode: STRICT}, portLevelMtls: {\"8080\": {mode: PERMISSIVE}}}\n")
+	api := ServiceOf(pa(t, `apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api-server}
+  ports:
+  - {port: 80, targetPort: 8080}
+  - {port: 443, targetPort: 8443}
+  - {port: 9000, targetPort: metrics}
+  - {port: 8080}
+  - {port: 81, targetPort: "8080"}
+`))
+	manual := ServiceOf(pa(t, "apiVersion: v1\nkind: Service\nmetadata: {name: manual, namespace: shop}\nspec: {ports: [{port: 8080}]}\n"))
+	ix := NewIndex("istio-system", "", []*manifest.Object{mesh, apiPorts}, []Service{api, manual})
+	tests := []struct {
+		name, host string
+		port       uint32
+		strict     bool
+		workloads  string
+	}{
+		{"a service port whose targetPort is PERMISSIVE accepts plaintext", "api", 80, false, "pods selected by Service shop/api"},
+		{"a targetPort given as digits is that number", "api", 81, false, "pods selected by Service shop/api"},
+		{"another targetPort keeps the workload's STRICT", "api", 443, true, "pods selected by Service shop/api"},
+		{"a named targetPort may be the PERMISSIVE port", "api", 9000, false, "pods selected by Service shop/api"},
+		{"a port without targetPort targets itself", "api", 8080, false, "pods selected by Service shop/api"},
+		{"the workload as a whole is STRICT", "api", 0, true, "pods selected by Service shop/api"},
+		{"without the Service, the app label convention finds no workload policy", "api-server", 80, true, "pods labelled app=api-server (Istio's convention; no Service shop/api-server is known)"},
+		{"a Service without selector may front any workload of its namespace", "manual", 8080, false, "endpoints of Service shop/manual (no selector)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, ok := ix.HostMTLS(tt.host, "shop", tt.port)
+			require.True(t, ok)
+			require.Equal(t, tt.strict, h.Strict(), "%+v", h.Modes)
+			require.Equal(t, tt.workloads, h.Workloads)
+		})
+	}
+}
+
 // The workloads an AuthorizationPolicy selects, judged as ComposePeerAuthentication judges them.
 func TestThePolicySelectedWorkloadsAcceptWhatTheirPeerAuthenticationSays(t *testing.T) {
 	mesh := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n")

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 
@@ -184,6 +185,28 @@ func (e Effective) OnPort(port uint32) Effective {
 	return Effective{Mode: e.Mode, Level: e.Level, Policy: e.Policy}
 }
 
+// AnyPort stands for a workload port whose number is not known (a Service's named
+// targetPort): any port-level mode of a workload policy may then be the one in force.
+const AnyPort = ^uint32(0)
+
+// onPorts narrows an effective policy to port, or, for AnyPort, lists the workload-wide mode and
+// every port-level one.
+func (e Effective) onPorts(port uint32) []Effective {
+	if port != AnyPort {
+		return []Effective{e.OnPort(port)}
+	}
+	ports := make([]uint32, 0, len(e.Ports))
+	for p := range e.Ports {
+		ports = append(ports, p)
+	}
+	slices.Sort(ports)
+	out := []Effective{e.OnPort(0)}
+	for _, p := range ports {
+		out = append(out, e.OnPort(p))
+	}
+	return out
+}
+
 // Possible resolves the modes workloads may have when only some of their labels are known (a
 // Service's selector, or Istio's `app` label convention): a workload policy whose selector
 // needs labels that are not known may or may not select them. The result lists every mode
@@ -196,7 +219,7 @@ func (r *Resolver) Possible(ns string, known map[string]string, port uint32) []E
 		if !compatible(p.Selector, known) {
 			continue
 		}
-		out = append(out, p.over(base).OnPort(port))
+		out = append(out, p.over(base).onPorts(port)...)
 		if selects(p.Selector, known) {
 			return out
 		}
