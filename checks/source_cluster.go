@@ -69,7 +69,8 @@ func (c *ClusterSource) Load(ctx context.Context) (*MeshConfig, error) {
 	return NewMeshConfig(c.RootNamespace, objects, namespaces), nil
 }
 
-// Workloads reads the Deployments of namespaces and their ReplicaSets (internal/cluster); none
+// Workloads reads the Deployments, StatefulSets and DaemonSets of namespaces with their rollout
+// records (internal/cluster); none
 // without a Kubernetes client.
 func (c *ClusterSource) Workloads(ctx context.Context, namespaces []string) ([]graph.Workload, error) {
 	if c.Kube == nil {

@@ -40,7 +40,7 @@ DestinationRule's outlier detection and connection pool, from manifest files (--
 or the cluster (--kubeconfig, or in-cluster). Nodes and edges are green, yellow or red by the
 thresholds in check.graph.health (docs/graph.md). From the cluster, each workload also gets its
 owner team and tier (the labels or annotations check.graph.teamKeys and tierKeys name) and last
-deploy (its Deployment's newest ReplicaSet).
+deploy (its Deployment's newest ReplicaSet, a StatefulSet's or DaemonSet's newest revision).
 
 Output: -o json (schema in docs/graph.md), dot (Graphviz), mermaid (GitHub renders it in
 Markdown), or html: one self-contained page with the interactive map.

@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/meshguard/meshguard/internal/graph"
 )
 
 func TestDeploymentWorkloadsTakeTheNewestRolloutOfEachDeployment(t *testing.T) {
@@ -33,7 +35,7 @@ func TestDeploymentWorkloadsTakeTheNewestRolloutOfEachDeployment(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ws := DeploymentWorkloads([]appsv1.Deployment{dep("web")}, tt.sets)
+			ws := deploymentWorkloads([]appsv1.Deployment{dep("web")}, tt.sets)
 			require.Len(t, ws, 1)
 			require.Equal(t, "shop", ws[0].Namespace)
 			require.Equal(t, "web", ws[0].Name)
@@ -46,6 +48,36 @@ func TestDeploymentWorkloadsSearchThePodTemplateFirst(t *testing.T) {
 	d := appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web",
 		Labels: map[string]string{"team": "object-label"}, Annotations: map[string]string{"tier": "object-annotation"}},
 		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "pods"}}}}}
-	ws := DeploymentWorkloads([]appsv1.Deployment{d}, nil)
+	ws := deploymentWorkloads([]appsv1.Deployment{d}, nil)
 	require.Equal(t, []map[string]string{{"team": "pods"}, {"team": "object-label"}, {"tier": "object-annotation"}}, ws[0].Metadata)
+}
+
+func TestStatefulSetsAndDaemonSetsTakeTheirNewestControllerRevision(t *testing.T) {
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(days int) metav1.Time { return metav1.NewTime(created.AddDate(0, 0, days)) }
+	controller := true
+	rev := func(kind, owner string, days int) appsv1.ControllerRevision {
+		return appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: owner + "-rev", CreationTimestamp: at(days),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: owner, UID: types.UID(owner + "-uid"), Controller: &controller}}}}
+	}
+	sts := appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db", UID: "db-uid", CreationTimestamp: at(0)},
+		Spec: appsv1.StatefulSetSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "data"}}}}}
+	ds := appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "agent", UID: "agent-uid", CreationTimestamp: at(1)}}
+	ws := revisionWorkloads([]appsv1.StatefulSet{sts}, []appsv1.DaemonSet{ds},
+		[]appsv1.ControllerRevision{rev("StatefulSet", "db", 4), rev("StatefulSet", "db", 6), rev("Deployment", "agent", 9)})
+	require.Len(t, ws, 2)
+	tests := []struct {
+		name string
+		got  graph.Workload
+		want time.Time
+	}{
+		{"a StatefulSet's newest revision is its last rollout", ws[0], at(6).Time},
+		{"a DaemonSet without a revision of its own falls back to its creation", ws[1], at(1).Time},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.True(t, tt.want.Equal(tt.got.LastDeploy), "last deploy %s, want %s", tt.got.LastDeploy, tt.want)
+		})
+	}
+	require.Equal(t, "data", ws[0].Metadata[0]["team"], "the pod template's labels come first")
 }

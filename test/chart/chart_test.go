@@ -467,7 +467,7 @@ func TestRBAC(t *testing.T) {
 			"":                    {"namespaces", "services"},
 		},
 		"checker": {
-			"apps":                {"deployments", "replicasets"},
+			"apps":                {"controllerrevisions", "daemonsets", "deployments", "replicasets", "statefulsets"},
 			"networking.istio.io": {"destinationrules", "virtualservices"},
 			"security.istio.io":   {"peerauthentications"},
 			"":                    {"namespaces"},

@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/internal/config"
@@ -18,10 +19,10 @@ import (
 )
 
 // TestGraphWorkloadsFromTheCluster builds the service map of traffic backfilled into a real
-// Prometheus and describes its workloads from Deployments and ReplicaSets in a real
-// kube-apiserver, as `meshguard graph --kubeconfig` and the checker's /graph do. No controller
-// runs there, so the ReplicaSets are the test's own, with the owner references the Deployment
-// controller would write.
+// Prometheus and describes its workloads from Deployments, ReplicaSets, a StatefulSet and its
+// ControllerRevision in a real kube-apiserver, as `meshguard graph --kubeconfig` and the
+// checker's /graph do. No controller runs there, so the ReplicaSets and revisions are the
+// test's own, with the owner references the controllers would write.
 func TestGraphWorkloadsFromTheCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts kube-apiserver, etcd and Prometheus")
@@ -32,9 +33,11 @@ func TestGraphWorkloadsFromTheCluster(t *testing.T) {
 	at := start.Add(10 * time.Minute)
 	web := meshsim.Workload{Name: "web", Namespace: "shop"}
 	api := meshsim.Workload{Name: "api-v1", Namespace: "shop", App: "api"}
-	batch := meshsim.Workload{Name: "batch", Namespace: "jobs"} // a workload with no Deployment
+	db := meshsim.Workload{Name: "db", Namespace: "shop"}
+	batch := meshsim.Workload{Name: "batch", Namespace: "jobs"} // a workload with no controller object
 	om, err := meshsim.RenderOpenMetrics([]meshsim.Flow{
 		{Source: web, Destination: api, Rate: 10},
+		{Source: api, Destination: db, Rate: 10, Protocol: meshsim.TCP},
 		{Source: batch, Destination: api, Rate: 1},
 	}, meshsim.Span{Start: start, End: at, Step: 10 * time.Second}, meshsim.Options{})
 	require.NoError(t, err)
@@ -84,6 +87,24 @@ func TestGraphWorkloadsFromTheCluster(t *testing.T) {
 	if newest.Before(&second.CreationTimestamp) {
 		newest = second.CreationTimestamp
 	}
+	// db: a StatefulSet, whose rollouts are ControllerRevisions.
+	dbPods := map[string]string{"app": "db", "team": "data", "tier": "storage"}
+	sts, err := apps.StatefulSets("shop").Create(ctx, &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.StatefulSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: dbPods},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: "example.com/db:1"}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	rev, err := apps.ControllerRevisions("shop").Create(ctx, &appsv1.ControllerRevision{
+		ObjectMeta: metav1.ObjectMeta{Name: "db-1", OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}},
+		Data:       runtime.RawExtension{Raw: []byte(`{}`)}, Revision: 1,
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
 
 	src, err := checks.NewClusterSource(cp.Config(), "istio-system")
 	require.NoError(t, err)
@@ -101,7 +122,9 @@ func TestGraphWorkloadsFromTheCluster(t *testing.T) {
 			"storefront", "edge", &webDep.CreationTimestamp},
 		{"the second key and an annotation are read, and the newest ReplicaSet is the last deploy", "workload:Kubernetes/shop/api-v1",
 			"payments", "backend", &newest},
-		{"a workload without a Deployment keeps the fields empty", "workload:Kubernetes/jobs/batch", "", "", nil},
+		{"a StatefulSet's newest ControllerRevision is its last deploy", "workload:Kubernetes/shop/db",
+			"data", "storage", &rev.CreationTimestamp},
+		{"a workload without a controller object keeps the fields empty", "workload:Kubernetes/jobs/batch", "", "", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
