@@ -12,6 +12,8 @@ import (
 	apitype "istio.io/api/type/v1beta1"
 	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
 	clientsecurity "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshguard/meshguard/checks"
@@ -53,6 +55,19 @@ func TestCheckCluster(t *testing.T) {
 			Name: "api", Retries: &apinetworking.HTTPRetry{Attempts: 4, RetryOn: "5xx"},
 			Route: []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: "api"}}},
 		}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	// The Deployment behind api-v1, for the graph's team and tier.
+	_, err = cp.Kube().AppsV1().Deployments("strict").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "api-v1", Annotations: map[string]string{"tier": "backend"}},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "api", "team": "payments"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: "example.com/api:1"}}},
+			},
+		},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 
@@ -106,7 +121,7 @@ func TestCheckCluster(t *testing.T) {
 		require.False(t, got[checks.AlertPlaintextTraffic+"/strict"], "%v", got)
 	})
 
-	t.Run("graph --kubeconfig joins the cluster's VirtualServices", func(t *testing.T) {
+	t.Run("graph --kubeconfig joins the cluster's VirtualServices and workloads", func(t *testing.T) {
 		out, stderr, code := checkRunCLI(t, bin, "graph", "-o", "json", "--prometheus-url", st.prom.URL(),
 			"--kubeconfig", cp.KubeconfigPath(), "--window", checkWindow.String())
 		require.Equal(t, 0, code, stderr)
@@ -121,5 +136,10 @@ func TestCheckCluster(t *testing.T) {
 		require.Len(t, calls, 1)
 		require.Equal(t, "strict/api", calls[0].Policy.VirtualService)
 		require.Equal(t, int64(4), calls[0].Policy.Routes[0].Retries.Attempts)
+		api := g.Node("workload:Kubernetes/strict/api-v1")
+		require.NotNil(t, api, out)
+		require.Equal(t, "payments", api.Team)
+		require.Equal(t, "backend", api.Tier)
+		require.NotNil(t, api.LastDeploy, "the Deployment's creation, without a ReplicaSet")
 	})
 }
