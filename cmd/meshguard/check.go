@@ -51,7 +51,7 @@ func (f *checkFlags) register(fs *pflag.FlagSet) {
 	f.alertmanagerAuth.register(fs, "alertmanager", "the Alertmanagers of --alertmanager-url")
 	fs.DurationVar(&f.interval, "interval", 0, "time between two checks (default from config: 30s)")
 	fs.DurationVar(&f.window, "window", 0, "range the rates are taken over (default from config: 5m)")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications, VirtualServices and DestinationRules from the cluster of this kubeconfig (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "read PeerAuthentications, VirtualServices and DestinationRules (and, for /graph, the workloads' team, tier and last deploy) from the cluster of this kubeconfig (default: $KUBECONFIG, the in-cluster config, then ~/.kube/config)")
 	fs.StringArrayVar(&f.configFrom, "config-from", nil, "read PeerAuthentications, VirtualServices and DestinationRules from manifest files or directories instead of a cluster; repeatable")
 	fs.BoolVar(&f.once, "once", false, "check once, print what fires and exit: 0 nothing fires, 1 something fires, 2 usage error or Prometheus unreachable")
 	fs.StringVarP(&f.output, "output", "o", "text", "--once output format: "+strings.Join(checks.ReportFormats(), ", "))

@@ -135,7 +135,7 @@ entry's traffic that follows the chain; chains over --budget are marked. Both: -
 	prometheusAuth.register(fs, "prometheus", "Prometheus")
 	fs.DurationVar(&window, "window", 5*time.Minute, "range the rates and latencies are taken over (default from config: 5m)")
 	fs.StringArrayVar(&configFrom, "config-from", nil, "read VirtualServices and DestinationRules from manifest files or directories; repeatable")
-	fs.StringVar(&kubeconfig, "kubeconfig", "", "read them from the cluster of this kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "read them, and the workloads' team, tier and last deploy, from the cluster of this kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
 	fs.StringVarP(&output, "output", "o", "json", "output format: "+strings.Join(graph.Formats(), ", ")+"; with --impact or --amplification: text (default), json")
 	fs.StringVar(&impact, "impact", "", "print the impact set of this service (name, name.namespace or host) instead of the map")
 	fs.BoolVar(&amplification, "amplification", false, "print the retry amplification of every observed call chain instead of the map")
