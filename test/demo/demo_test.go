@@ -167,13 +167,23 @@ func TestDemo(t *testing.T) {
 		t.Errorf("Alertmanager does not hold %v", want)
 	}
 
-	step("meshguard graph: the observed service graph with each edge's configured retries, timeout and outlier detection")
+	step("kubectl apply the Deployments behind the bookinfo workloads, with team and tier labels on their pods")
+	out, err = kubectl("apply", "-f", filepath.Join(root, "test", "demo", "testdata", "bookinfo-workloads.yaml"))
+	show(out)
+	if err != nil {
+		t.Fatalf("kubectl apply of the bookinfo Deployments: %v", err)
+	}
+
+	step("meshguard graph: the observed service graph with each edge's configured retries, timeout and outlier detection, and each workload's team and tier")
 	stdout, stderr, code := run(t, bin, "graph", "--kubeconfig", cp.KubeconfigPath(), "--prometheus-url", prom.URL(),
 		"--window", window, "-o", "dot")
 	if code != 0 {
 		t.Fatalf("meshguard graph: exit %d: %s", code, stderr)
 	}
 	show(stdout)
+	if !strings.Contains(stdout, `team reviews, tier backend`) {
+		t.Errorf("the map does not name the owner of reviews")
+	}
 
 	page := filepath.Join(root, "bin", "demo-mesh.html")
 	step("meshguard graph -o html: the live service map as one self-contained page")
