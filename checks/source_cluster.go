@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/meshguard/meshguard/internal/cluster"
@@ -21,9 +22,11 @@ const namespacePage = 500
 // ClusterSource reads the mesh configuration through the Kubernetes API.
 type ClusterSource struct {
 	Config *rest.Config
-	// Kube lists namespaces to find the ones in the mesh; nil skips that (TelemetryBlind then
-	// only knows namespaces that hold Istio objects).
-	Kube          kubernetes.Interface
+	// Kube lists namespaces to find the ones in the mesh, and the graph's workloads; nil skips
+	// both (TelemetryBlind then only knows namespaces that hold Istio objects).
+	Kube kubernetes.Interface
+	// Meta reads the workloads' rollout records as metadata only; nil skips the workloads.
+	Meta          metadata.Interface
 	RootNamespace string
 	// Kinds are the manifest kinds to list; default PeerAuthentication only (what `check`
 	// needs). `graph` adds VirtualService and DestinationRule.
@@ -36,7 +39,11 @@ func NewClusterSource(cfg *rest.Config, rootNamespace string, kinds ...string) (
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %s: %w", cfg.Host, err)
 	}
-	return &ClusterSource{Config: cfg, Kube: kc, RootNamespace: rootNamespace, Kinds: kinds}, nil
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("metadata client for %s: %w", cfg.Host, err)
+	}
+	return &ClusterSource{Config: cfg, Kube: kc, Meta: mc, RootNamespace: rootNamespace, Kinds: kinds}, nil
 }
 
 func (c *ClusterSource) String() string { return "cluster " + c.Config.Host }
@@ -70,13 +77,12 @@ func (c *ClusterSource) Load(ctx context.Context) (*MeshConfig, error) {
 }
 
 // Workloads reads the Deployments, StatefulSets and DaemonSets of namespaces with their rollout
-// records (internal/cluster); none
-// without a Kubernetes client.
+// records (internal/cluster); none without the clients.
 func (c *ClusterSource) Workloads(ctx context.Context, namespaces []string) ([]graph.Workload, error) {
-	if c.Kube == nil {
+	if c.Kube == nil || c.Meta == nil {
 		return nil, nil
 	}
-	ws, err := cluster.Workloads(ctx, c.Kube, namespaces)
+	ws, err := cluster.Workloads(ctx, c.Kube, c.Meta, namespaces)
 	if err != nil {
 		return nil, fmt.Errorf("read workloads from %s: %w", c, err)
 	}

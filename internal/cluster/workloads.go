@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/meshguard/meshguard/internal/graph"
 )
@@ -16,8 +17,10 @@ import (
 // Workloads reads the Deployments, StatefulSets and DaemonSets of namespaces, with the
 // ReplicaSets and ControllerRevisions that record their rollouts, paged, for the service map's
 // team, tier and last deploy. Istio names the workload of their pods after them, so their
-// namespace and name are the workload's.
-func Workloads(ctx context.Context, kube kubernetes.Interface, namespaces []string) ([]graph.Workload, error) {
+// namespace and name are the workload's. The rollout records are read as metadata only: a
+// Deployment keeps up to ten old ReplicaSets, each with a whole pod template, and only their
+// owners and creation times are needed.
+func Workloads(ctx context.Context, kube kubernetes.Interface, meta metadata.Interface, namespaces []string) ([]graph.Workload, error) {
 	apps := kube.AppsV1()
 	var out []graph.Workload
 	for _, ns := range namespaces {
@@ -35,15 +38,14 @@ func Workloads(ctx context.Context, kube kubernetes.Interface, namespaces []stri
 		}
 		// The rollout records are listed only where there is something they could belong to.
 		if len(deps) > 0 {
-			sets, err := listAll(ctx, apps.ReplicaSets(ns).List, func(l *appsv1.ReplicaSetList) []appsv1.ReplicaSet { return l.Items })
+			sets, err := listAll(ctx, meta.Resource(appsv1.SchemeGroupVersion.WithResource("replicasets")).Namespace(ns).List, metadataItems)
 			if err != nil {
 				return nil, fmt.Errorf("list replicasets in namespace %s: %w", ns, err)
 			}
 			out = append(out, deploymentWorkloads(deps, sets)...)
 		}
 		if len(sts)+len(dss) > 0 {
-			revs, err := listAll(ctx, apps.ControllerRevisions(ns).List,
-				func(l *appsv1.ControllerRevisionList) []appsv1.ControllerRevision { return l.Items })
+			revs, err := listAll(ctx, meta.Resource(appsv1.SchemeGroupVersion.WithResource("controllerrevisions")).Namespace(ns).List, metadataItems)
 			if err != nil {
 				return nil, fmt.Errorf("list controllerrevisions in namespace %s: %w", ns, err)
 			}
@@ -69,9 +71,13 @@ func listAll[T any, L interface{ GetContinue() string }](ctx context.Context, li
 	}
 }
 
+func metadataItems(l *metav1.PartialObjectMetadataList) []metav1.PartialObjectMetadata {
+	return l.Items
+}
+
 // deploymentWorkloads describes each Deployment; its last rollout is the creation of the
 // newest ReplicaSet it controls (each rollout creates one).
-func deploymentWorkloads(deps []appsv1.Deployment, sets []appsv1.ReplicaSet) []graph.Workload {
+func deploymentWorkloads(deps []appsv1.Deployment, sets []metav1.PartialObjectMetadata) []graph.Workload {
 	newest := newestControlled(sets, "Deployment")
 	out := make([]graph.Workload, 0, len(deps))
 	for i := range deps {
@@ -82,7 +88,7 @@ func deploymentWorkloads(deps []appsv1.Deployment, sets []appsv1.ReplicaSet) []g
 
 // revisionWorkloads describes each StatefulSet and DaemonSet; their last rollout is the
 // creation of the newest ControllerRevision they control (each template change creates one).
-func revisionWorkloads(sts []appsv1.StatefulSet, dss []appsv1.DaemonSet, revs []appsv1.ControllerRevision) []graph.Workload {
+func revisionWorkloads(sts []appsv1.StatefulSet, dss []appsv1.DaemonSet, revs []metav1.PartialObjectMetadata) []graph.Workload {
 	newest := newestControlled(revs, "StatefulSet", "DaemonSet")
 	out := make([]graph.Workload, 0, len(sts)+len(dss))
 	for i := range sts {

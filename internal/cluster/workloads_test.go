@@ -19,19 +19,19 @@ func TestDeploymentWorkloadsTakeTheNewestRolloutOfEachDeployment(t *testing.T) {
 	dep := func(name string) appsv1.Deployment {
 		return appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: types.UID(name + "-uid"), CreationTimestamp: at(0)}}
 	}
-	rs := func(owner string, days int, controller bool) appsv1.ReplicaSet {
-		return appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: owner + "-rs", CreationTimestamp: at(days),
+	rs := func(owner string, days int, controller bool) metav1.PartialObjectMetadata {
+		return metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: owner + "-rs", CreationTimestamp: at(days),
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: owner, UID: types.UID(owner + "-uid"), Controller: &controller}}}}
 	}
 	tests := []struct {
 		name string
-		sets []appsv1.ReplicaSet
+		sets []metav1.PartialObjectMetadata
 		want time.Time
 	}{
-		{"the newest of the Deployment's ReplicaSets is its last rollout", []appsv1.ReplicaSet{rs("web", 3, true), rs("web", 9, true), rs("web", 5, true)}, at(9).Time},
+		{"the newest of the Deployment's ReplicaSets is its last rollout", []metav1.PartialObjectMetadata{rs("web", 3, true), rs("web", 9, true), rs("web", 5, true)}, at(9).Time},
 		{"without a ReplicaSet the Deployment's own creation is its rollout", nil, at(0).Time},
-		{"another Deployment's ReplicaSet does not count", []appsv1.ReplicaSet{rs("web", 2, true), rs("api", 7, true)}, at(2).Time},
-		{"a ReplicaSet the Deployment owns but does not control does not count", []appsv1.ReplicaSet{rs("web", 2, true), rs("web", 7, false)}, at(2).Time},
+		{"another Deployment's ReplicaSet does not count", []metav1.PartialObjectMetadata{rs("web", 2, true), rs("api", 7, true)}, at(2).Time},
+		{"a ReplicaSet the Deployment owns but does not control does not count", []metav1.PartialObjectMetadata{rs("web", 2, true), rs("web", 7, false)}, at(2).Time},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,15 +56,15 @@ func TestStatefulSetsAndDaemonSetsTakeTheirNewestControllerRevision(t *testing.T
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(days int) metav1.Time { return metav1.NewTime(created.AddDate(0, 0, days)) }
 	controller := true
-	rev := func(kind, owner string, days int) appsv1.ControllerRevision {
-		return appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: owner + "-rev", CreationTimestamp: at(days),
+	rev := func(kind, owner string, days int) metav1.PartialObjectMetadata {
+		return metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: owner + "-rev", CreationTimestamp: at(days),
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: owner, UID: types.UID(owner + "-uid"), Controller: &controller}}}}
 	}
 	sts := appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "db", UID: "db-uid", CreationTimestamp: at(0)},
 		Spec: appsv1.StatefulSetSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "data"}}}}}
 	ds := appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "agent", UID: "agent-uid", CreationTimestamp: at(1)}}
 	ws := revisionWorkloads([]appsv1.StatefulSet{sts}, []appsv1.DaemonSet{ds},
-		[]appsv1.ControllerRevision{rev("StatefulSet", "db", 4), rev("StatefulSet", "db", 6), rev("Deployment", "agent", 9)})
+		[]metav1.PartialObjectMetadata{rev("StatefulSet", "db", 4), rev("StatefulSet", "db", 6), rev("Deployment", "agent", 9)})
 	require.Len(t, ws, 2)
 	tests := []struct {
 		name string
