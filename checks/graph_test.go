@@ -238,3 +238,51 @@ func TestTheAmplificationBudgetAndTheMapsThresholdsAreCheckedAtStart(t *testing.
 		})
 	}
 }
+
+// workloadSource is a configuration source that also lists workloads, as ClusterSource does.
+type workloadSource struct {
+	StaticSource
+	workloads []graph.Workload
+	err       error
+	asked     []string
+}
+
+func (s *workloadSource) Workloads(_ context.Context, namespaces []string) ([]graph.Workload, error) {
+	s.asked = namespaces
+	return s.workloads, s.err
+}
+
+func TestDescribeWorkloadsAddsWhatTheSourceKnowsAndNeverBreaksTheMap(t *testing.T) {
+	keys := graph.MetadataKeys{Team: []string{"team"}}
+	front := "workload:east/shop/front"
+	tests := []struct {
+		name     string
+		src      ConfigSource
+		wantErr  string
+		wantTeam string
+	}{
+		{"manifest files know no workloads: nothing is added, nothing fails", StaticSource{}, "", ""},
+		{"a source that lists workloads gives them their team", &workloadSource{workloads: []graph.Workload{
+			{Namespace: "shop", Name: "front", Metadata: []map[string]string{{"team": "storefront"}}}}}, "", "storefront"},
+		{"a list the cluster refuses is an error naming what was read, and the map stays as it was",
+			&workloadSource{err: errors.New(`deployments.apps is forbidden`)}, "read workloads for the service map: deployments.apps is forbidden", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newFakeQuerier(testSettings(), map[string]model.Vector{graph.QueryRequests: {
+				flowSample(4, "source", "shop/front", "pay/cart-v1", "request_protocol", "http")}})
+			g, err := BuildGraph(context.Background(), GraphOptions{Querier: q, Window: time.Minute, At: t0})
+			require.NoError(t, err)
+			err = DescribeWorkloads(context.Background(), g, tt.src, keys)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+			} else {
+				require.NoError(t, err)
+			}
+			require.Equal(t, tt.wantTeam, g.Node(front).Team)
+			if ws, ok := tt.src.(*workloadSource); ok {
+				require.Equal(t, []string{"pay", "shop"}, ws.asked, "only the namespaces the map has workloads in are read")
+			}
+		})
+	}
+}
