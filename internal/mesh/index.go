@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,8 +14,8 @@ import (
 type Service struct {
 	Namespace, Name string
 	Selector        map[string]string
-	// TargetPorts maps a service port to the pods' port; a port missing here targets itself,
-	// and AnyPort stands for a named targetPort, whose number only the pods know.
+	// TargetPorts maps each service port to the pods' port (AnyPort for a named targetPort,
+	// whose number only the pods know); a port missing here targets itself.
 	TargetPorts map[uint32]uint32
 }
 
@@ -33,11 +34,14 @@ func ServiceOf(o *manifest.Object) Service {
 	for _, p := range ports {
 		pm, _ := p.(map[string]any)
 		port, ok := portNumber(pm["port"])
-		if !ok || pm["targetPort"] == nil {
+		if !ok {
 			continue
 		}
 		target, ok := portNumber(pm["targetPort"])
-		if !ok {
+		switch {
+		case pm["targetPort"] == nil:
+			target = port // Kubernetes' default
+		case !ok:
 			target = AnyPort // a container port's name
 		}
 		s.TargetPorts[port] = target
@@ -223,7 +227,7 @@ func (ix *Index) HostMTLS(host, ns string, port uint32) (HostMTLS, bool) {
 		return HostMTLS{Namespace: hostNS, Workloads: "workloads of namespace " + hostNS + " that no workload policy selects",
 			Modes: []Effective{ix.mtls.Namespace(hostNS)}}, true
 	}
-	target := port
+	targets := []uint32{port}
 	labels := map[string]string{"app": name}
 	how := "pods labelled app=" + name + " (Istio's convention; no Service " + hostNS + "/" + name + " is known)"
 	if svc, found := ix.services[fqdn]; found {
@@ -232,11 +236,23 @@ func (ix *Index) HostMTLS(host, ns string, port uint32) (HostMTLS, bool) {
 			// Its endpoints are managed by hand: they may be any workload of the namespace.
 			how = "endpoints of Service " + hostNS + "/" + name + " (no selector)"
 		}
-		if t, ok := svc.TargetPorts[port]; ok && port != 0 {
-			target = t
+		switch t, ok := svc.TargetPorts[port]; {
+		case port != 0 && ok:
+			targets = []uint32{t}
+		case port == 0 && len(svc.TargetPorts) > 0:
+			// The host as a whole is every port of its Service, so the pods' ports they target.
+			targets = slices.Compact(slices.Sorted(maps.Values(svc.TargetPorts)))
 		}
 	}
-	return HostMTLS{Namespace: hostNS, Workloads: how, Modes: ix.mtls.Possible(hostNS, labels, target)}, true
+	var modes []Effective
+	for _, t := range targets {
+		for _, e := range ix.mtls.Possible(hostNS, labels, t) {
+			if !slices.ContainsFunc(modes, func(m Effective) bool { return m.Mode == e.Mode && m.Level == e.Level && m.Policy == e.Policy }) {
+				modes = append(modes, e)
+			}
+		}
+	}
+	return HostMTLS{Namespace: hostNS, Workloads: how, Modes: modes}, true
 }
 
 // SelectedMTLS resolves the modes of the workloads a policy selects, as Istio scopes

@@ -139,7 +139,10 @@ spec:
   - {port: 81, targetPort: "8080"}
 `))
 	manual := ServiceOf(pa(t, "apiVersion: v1\nkind: Service\nmetadata: {name: manual, namespace: shop}\nspec: {ports: [{port: 8080}]}\n"))
-	ix := NewIndex("istio-system", "", []*manifest.Object{mesh, apiPorts}, []Service{api, manual})
+	// The vault's pods accept plaintext but on the one port its Service targets.
+	vaultPorts := pa(t, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: vault, namespace: shop}\nspec: {selector: {matchLabels: {app: vault}}, mtls: {mode: DISABLE}, portLevelMtls: {\"8200\": {mode: STRICT}}}\n")
+	vault := ServiceOf(pa(t, "apiVersion: v1\nkind: Service\nmetadata: {name: vault, namespace: shop}\nspec: {selector: {app: vault}, ports: [{port: 443, targetPort: 8200}]}\n"))
+	ix := NewIndex("istio-system", "", []*manifest.Object{mesh, apiPorts, vaultPorts}, []Service{api, manual, vault})
 	tests := []struct {
 		name, host string
 		port       uint32
@@ -151,7 +154,8 @@ spec:
 		{"another targetPort keeps the workload's STRICT", "api", 443, true, "pods selected by Service shop/api"},
 		{"a named targetPort may be the PERMISSIVE port", "api", 9000, false, "pods selected by Service shop/api"},
 		{"a port without targetPort targets itself", "api", 8080, false, "pods selected by Service shop/api"},
-		{"the workload as a whole is STRICT", "api", 0, true, "pods selected by Service shop/api"},
+		{"the host as a whole is every port of its Service, one of which accepts plaintext", "api", 0, false, "pods selected by Service shop/api"},
+		{"the host as a whole is STRICT when every port its Service targets is", "vault", 0, true, "pods selected by Service shop/vault"},
 		{"without the Service, the app label convention finds no workload policy", "api-server", 80, true, "pods labelled app=api-server (Istio's convention; no Service shop/api-server is known)"},
 		{"a Service without selector may front any workload of its namespace", "manual", 8080, false, "endpoints of Service shop/manual (no selector)"},
 	}
