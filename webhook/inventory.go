@@ -112,7 +112,7 @@ func (c *Cache) upsert(kind string, obj any) {
 
 // Put adds or replaces an object, given in its generic form. An object that fails the strict
 // check is kept anyway (the cluster holds it, and its other fields still configure the mesh);
-// it is only an error when it is not one of the checked kinds.
+// it is only an error when it is neither one of the checked kinds nor a Service.
 func (c *Cache) Put(raw map[string]any) error {
 	obj, problem := manifest.NewObject(raw)
 	if obj == nil {

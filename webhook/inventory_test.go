@@ -71,3 +71,36 @@ func TestDecodeJSONReadsNumbersAsTheLoaderDoes(t *testing.T) {
 		require.Error(t, err, bad)
 	}
 }
+
+// The informer hands a Service over as the API server serves it, status and all: the cache
+// keeps it as context for the checked kinds.
+func TestCacheServicesDecideTheWorkloadsBehindAHost(t *testing.T) {
+	const cartService = `apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop, uid: 5a1e, resourceVersion: "42"}
+spec:
+  selector: {app: cart-v2}
+  clusterIP: 10.0.0.7
+  clusterIPs: [10.0.0.7]
+  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+status: {loadBalancer: {}}
+`
+	c := NewCache(logr.Discard(), nil)
+	c.MarkSynced()
+	require.NoError(t, c.Put(mustDecode(t, meshStrict)))
+	workloads := func() string {
+		t.Helper()
+		inv, err := c.Inventory("istio-system", "cluster.local")
+		require.NoError(t, err)
+		h, ok := inv.Mesh().HostMTLS("cart", "shop", 80)
+		require.True(t, ok)
+		return h.Workloads
+	}
+	require.Equal(t, "pods labelled app=cart (Istio's convention; no Service shop/cart is known)", workloads())
+
+	require.NoError(t, c.Put(mustDecode(t, cartService)))
+	require.Equal(t, "pods selected by Service shop/cart", workloads())
+
+	c.Delete(manifest.KindService, "shop", "cart")
+	require.Equal(t, "pods labelled app=cart (Istio's convention; no Service shop/cart is known)", workloads())
+}
