@@ -84,7 +84,7 @@ func (c *ClusterSource) Workloads(ctx context.Context, namespaces []string) ([]g
 	}
 	ws, err := cluster.Workloads(ctx, c.Kube, c.Meta, namespaces)
 	if err != nil {
-		return nil, fmt.Errorf("read workloads from %s: %w", c, err)
+		return nil, fmt.Errorf("%s: %w", c, err)
 	}
 	return ws, nil
 }

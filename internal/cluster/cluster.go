@@ -1,5 +1,6 @@
 // Package cluster reads the Istio objects meshguard checks from a Kubernetes cluster: the
-// client config, and a paged list of every checked kind in the version the cluster prefers.
+// client config, and a paged list of every checked kind in the version the cluster prefers; and
+// the workloads the service map names owners of (workloads.go).
 // `meshguard audit`, `check` and `graph` read the cluster through it; `serve` watches it with
 // informers instead.
 package cluster
