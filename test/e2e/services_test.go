@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshguard/meshguard/test/harness"
 )
@@ -145,5 +148,48 @@ func TestServicesDecideTheWorkloadsBehindAHost(t *testing.T) {
 			}
 			return nil
 		}))
+	})
+
+	t.Run("an audit that may not list Services says so and falls back to the app label convention", func(t *testing.T) {
+		stderr, err := apply(t, `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: istio-reader}
+rules:
+- apiGroups: [networking.istio.io, security.istio.io, telemetry.istio.io]
+  resources: [virtualservices, destinationrules, peerauthentications, authorizationpolicies, telemetries]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: istio-reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: istio-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: istio-reader}]
+`)
+		require.NoError(t, err, stderr)
+		kc, err := clientcmd.LoadFromFile(cp.KubeconfigPath())
+		require.NoError(t, err)
+		for _, u := range kc.AuthInfos {
+			u.Impersonate = "istio-reader"
+		}
+		readerKubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+		require.NoError(t, clientcmd.WriteToFile(*kc, readerKubeconfig))
+
+		ctx, cancel := context.WithTimeout(context.Background(), whKubectlTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "audit", "--kubeconfig="+readerKubeconfig, "-n", "store", "-o", "json")
+		var errOut strings.Builder
+		cmd.Stderr = &errOut
+		out, err := cmd.Output()
+		require.NoError(t, err, "without Services the plaintext rule for ledger meets the convention's plaintext pods: %s%s", out, errOut.String())
+		require.Contains(t, errOut.String(), "meshguard: may not list services")
+		require.Contains(t, errOut.String(), "the workloads behind a host are those labelled app: <service> (Istio's convention)")
+		require.NotContains(t, string(out), "MG501")
+		var rep struct {
+			Summary struct {
+				Objects int `json:"objects"`
+			} `json:"summary"`
+		}
+		require.NoError(t, json.Unmarshal(out, &rep), string(out))
+		require.Equal(t, 3, rep.Summary.Objects, "the Istio objects are still read")
 	})
 }
