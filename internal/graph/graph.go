@@ -61,8 +61,9 @@ type Node struct {
 	// exports Envoy's cluster stats for the service.
 	EjectedEndpoints *float64 `json:"ejectedEndpoints,omitempty"`
 	OverflowRate     *float64 `json:"overflowRate,omitempty"`
-	// Team, Tier and LastDeploy (workloads) come from the cluster's Deployment, StatefulSet or
-	// DaemonSet of the same namespace and name (Describe); empty when there is none or no cluster was read.
+	// Team, Tier and LastDeploy come from the cluster's Deployment, StatefulSet or DaemonSet of
+	// a workload's namespace and name; a service's from the workloads behind it (Describe).
+	// Empty when there is none or no cluster was read.
 	Team       string     `json:"team,omitempty"`
 	Tier       string     `json:"tier,omitempty"`
 	LastDeploy *time.Time `json:"lastDeploy,omitempty"`

@@ -59,7 +59,7 @@ type Reach struct {
 	// Share (dependents only) is the share of the node's outgoing traffic that reaches the
 	// service, splitting at every node in proportion to its observed edge rates.
 	Share float64 `json:"share,omitempty"`
-	// Team (workloads) is who to call about the node, when the cluster says (Describe).
+	// Team is who to call about the node, when the cluster says (Describe).
 	Team string `json:"team,omitempty"`
 }
 

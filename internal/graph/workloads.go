@@ -25,7 +25,8 @@ type MetadataKeys struct {
 // Describe sets the team, tier and last deploy of every workload node that has a Workload of
 // the same namespace and name. The cluster read is one cluster, so a name in several clusters
 // of the mesh is taken to be the same workload (Istio's namespace sameness). A workload the
-// cluster does not hold keeps its fields empty.
+// cluster does not hold keeps its fields empty. A service then takes the team and tier the
+// workloads behind it agree on, and the newest of their deploys: what changed last behind it.
 func (g *Graph) Describe(workloads []Workload, keys MetadataKeys) {
 	byName := make(map[[2]string]*Workload, len(workloads))
 	for i := range workloads {
@@ -48,6 +49,35 @@ func (g *Graph) Describe(workloads []Workload, keys MetadataKeys) {
 			n.LastDeploy = &t
 		}
 	}
+	behind := map[string][]*Node{}
+	for _, e := range g.Edges {
+		if e.Kind == EdgeServe {
+			behind[e.Source] = append(behind[e.Source], g.Node(e.Destination))
+		}
+	}
+	for id, ws := range behind {
+		s := g.Node(id)
+		s.Team = agreed(ws, func(n *Node) string { return n.Team })
+		s.Tier = agreed(ws, func(n *Node) string { return n.Tier })
+		for _, w := range ws {
+			if w.LastDeploy != nil && (s.LastDeploy == nil || w.LastDeploy.After(*s.LastDeploy)) {
+				t := *w.LastDeploy
+				s.LastDeploy = &t
+			}
+		}
+	}
+}
+
+// agreed is the value every node has, or "" when one differs or has none: a service owned by
+// two teams has no single owner to show.
+func agreed(nodes []*Node, value func(*Node) string) string {
+	v := value(nodes[0])
+	for _, n := range nodes[1:] {
+		if value(n) != v {
+			return ""
+		}
+	}
+	return v
 }
 
 // lookup returns the value of the first key set in any of the maps: the key order is the

@@ -63,14 +63,38 @@ func TestDescribeTakesTeamTierAndLastDeployFromTheWorkload(t *testing.T) {
 	}
 }
 
-func TestDescribeLeavesServicesAlone(t *testing.T) {
-	g := build(t, observed(call{src: "shop/web", dst: "shop/a-v1", rate: 10}), nil)
-	// A Deployment named like the service must not be read as the service's owner.
-	g.Describe([]Workload{{Namespace: "shop", Name: "a", Metadata: []map[string]string{{"team": "payments"}}, LastDeploy: time.Now()}},
-		MetadataKeys{Team: []string{"team"}})
-	for _, n := range g.Nodes {
-		require.Empty(t, n.Team, n.ID)
-		require.Nil(t, n.LastDeploy, n.ID)
+func TestAServiceTakesWhatTheWorkloadsBehindItAgreeOn(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2026, 11, d, 0, 0, 0, 0, time.UTC) }
+	v2 := []string{"destination_service", host("shop/a"), "destination_service_name", "a"}
+	keys := MetadataKeys{Team: []string{"team"}, Tier: []string{"tier"}}
+	wl := func(name, team, tier string, deployed time.Time) Workload {
+		return Workload{Namespace: "shop", Name: name, Metadata: []map[string]string{{"team": team, "tier": tier}}, LastDeploy: deployed}
+	}
+	tests := []struct {
+		name               string
+		workloads          []Workload
+		wantTeam, wantTier string
+		wantDeploy         *time.Time
+	}{
+		{"two versions of one team: the service is theirs, deployed when the newer one was",
+			[]Workload{wl("a-v1", "payments", "backend", day(3)), wl("a-v2", "payments", "backend", day(9))}, "payments", "backend", &[]time.Time{day(9)}[0]},
+		{"two teams: no single owner is shown, the tier they share is",
+			[]Workload{wl("a-v1", "payments", "backend", day(3)), wl("a-v2", "ledger", "backend", day(1))}, "", "backend", &[]time.Time{day(3)}[0]},
+		{"one workload the cluster does not hold: no owner is shown",
+			[]Workload{wl("a-v1", "payments", "backend", day(3))}, "", "", &[]time.Time{day(3)}[0]},
+		{"a Deployment named like the service is not the service's owner",
+			[]Workload{wl("a", "payments", "backend", day(3))}, "", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := build(t, observed(call{src: "shop/web", dst: "shop/a-v1", rate: 10}, call{src: "shop/web", dst: "shop/a-v2", rate: 10, extra: v2}), nil)
+			g.Describe(tt.workloads, keys)
+			a := g.Node(aSvc)
+			require.NotNil(t, a)
+			require.Equal(t, tt.wantTeam, a.Team)
+			require.Equal(t, tt.wantTier, a.Tier)
+			require.Equal(t, tt.wantDeploy, a.LastDeploy)
+		})
 	}
 }
 

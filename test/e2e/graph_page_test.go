@@ -138,6 +138,7 @@ func TestGraphPageInABrowser(t *testing.T) {
 		require.Contains(t, details, "route http[0]: 3 retries × 1s on gateway-error,connect-failure,refused-stream, timeout 4s")
 		require.Contains(t, details, "DestinationRule: bookinfo/reviews")
 		require.Contains(t, details, "reviews → reviews-v2")
+		require.Contains(t, details, "last deploy behind it\t2025-05-31T23:00:00Z", "reviews-v2's, the only deploy known behind reviews")
 		imp, err := g.Impact("reviews.bookinfo")
 		require.NoError(t, err)
 		ids := func(rs []graph.Reach) []string {

@@ -122,6 +122,8 @@ func TestGraphWorkloadsFromTheCluster(t *testing.T) {
 			"storefront", "edge", &webDep.CreationTimestamp},
 		{"the second key and an annotation are read, and the newest ReplicaSet is the last deploy", "workload:Kubernetes/shop/api-v1",
 			"payments", "backend", &newest},
+		{"a service takes the team and tier of the workload behind it, and its last deploy", "service:Kubernetes/api.shop.svc.cluster.local",
+			"payments", "backend", &newest},
 		{"a StatefulSet's newest ControllerRevision is its last deploy", "workload:Kubernetes/shop/db",
 			"data", "storage", &rev.CreationTimestamp},
 		{"a workload without a controller object keeps the fields empty", "workload:Kubernetes/jobs/batch", "", "", nil},

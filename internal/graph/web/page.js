@@ -153,10 +153,8 @@
     var h = "<h2>" + esc(d.kind) + " " + esc(d.namespace ? d.namespace + "/" : "") + esc(d.name) + "</h2>";
     h += "<table><tr><td>cluster</td><td>" + esc(d.cluster || "–") + "</td></tr><tr><td>serves</td><td>" + num(d.requestRate) + " req/s, " + pct(d.errorRate) +
       " errors, p99 " + ms(d.p99Ms) + "</td></tr><tr><td>health</td><td><span class='swatch' style='background:" + colour[d.health] + "'></span>" + esc(d.health) + "</td></tr>";
-    if (d.kind === "workload") {
-      h += "<tr><td>team</td><td class='team'>" + esc(d.team || "–") + "</td></tr><tr><td>tier</td><td class='tier'>" + esc(d.tier || "–") +
-        "</td></tr><tr><td>last deploy</td><td class='last-deploy'>" + esc(d.lastDeploy || "–") + "</td></tr>";
-    }
+    h += "<tr><td>team</td><td class='team'>" + esc(d.team || "–") + "</td></tr><tr><td>tier</td><td class='tier'>" + esc(d.tier || "–") +
+      "</td></tr><tr><td>" + (d.kind === "service" ? "last deploy behind it" : "last deploy") + "</td><td class='last-deploy'>" + esc(d.lastDeploy || "–") + "</td></tr>";
     if (d.ejectedEndpoints != null) { h += "<tr><td>ejected</td><td>" + num(d.ejectedEndpoints) + " endpoints (outlier detection, most in any client)</td></tr>"; }
     if (d.overflowRate != null) { h += "<tr><td>overflow</td><td>" + num(d.overflowRate) + " req/s refused by connection pools</td></tr>"; }
     if (worst[d.id]) { h += "<tr><td>worst case</td><td class='" + (worst[d.id] > budget ? "over" : "") + "'>×" + num(worst[d.id]) + " requests per entry call</td></tr>"; }
