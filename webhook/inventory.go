@@ -53,11 +53,11 @@ func NewCache(log logr.Logger, metrics *Metrics) *Cache {
 	return &Cache{log: log, metrics: metrics, objects: map[string]*manifest.Object{}}
 }
 
-// Watch registers the cache's handlers on informers for the checked kinds and for Services
-// (which tell the workloads behind a host). Call it before the informers start (the manager
-// starts them); it does not block for the initial list.
-func (c *Cache) Watch(ctx context.Context, informers cache.Informers, mapper meta.RESTMapper) error {
-	for _, kind := range append(manifest.Kinds(), manifest.KindService) {
+// Watch registers the cache's handlers on informers for kinds: the checked kinds, and Services
+// (which tell the workloads behind a host) where meshguard may read them. Call it before the
+// informers start (the manager starts them); it does not block for the initial list.
+func (c *Cache) Watch(ctx context.Context, informers cache.Informers, mapper meta.RESTMapper, kinds []string) error {
+	for _, kind := range kinds {
 		group, versions := manifest.GroupVersions(kind)
 		mapping, err := mapper.RESTMapping(schema.GroupKind{Group: group, Kind: kind}, versions...)
 		if err != nil && group == "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/meshguard/meshguard/internal/cluster"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/engine"
+	"github.com/meshguard/meshguard/internal/manifest"
 	"github.com/meshguard/meshguard/policies"
 	"github.com/meshguard/meshguard/webhook"
 )
@@ -129,8 +130,19 @@ func serve(ctx context.Context, f *serveFlags) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 
+	kinds := manifest.Kinds()
+	// An informer that may not list Services would never sync, and the webhook never be ready:
+	// without them, hosts fall back to Istio's app label convention, as their findings say.
+	switch ok, err := cluster.MayWatch(ctx, restCfg, "", "services"); {
+	case err != nil:
+		return err
+	case ok:
+		kinds = append(kinds, manifest.KindService)
+	default:
+		log.Info("may not list and watch services: the workloads behind a host are those labelled app: <service> (Istio's convention)")
+	}
 	inv := webhook.NewCache(log.WithName("inventory"), metrics)
-	if err := inv.Watch(ctx, mgr.GetCache(), mgr.GetRESTMapper()); err != nil {
+	if err := inv.Watch(ctx, mgr.GetCache(), mgr.GetRESTMapper(), kinds); err != nil {
 		return err
 	}
 	// GetWebhookServer, not the server variable: it is what adds the server to the manager.

@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
@@ -134,4 +136,27 @@ func List(ctx context.Context, cfg *rest.Config, kinds []string, warnings io.Wri
 		return nil, errors.New("the cluster serves none of the Istio kinds meshguard checks: are the Istio CRDs installed?")
 	}
 	return items, nil
+}
+
+// MayWatch asks the API server whether cfg's user may list and watch resource (of group, ""
+// for the core group) in every namespace, as an informer does.
+func MayWatch(ctx context.Context, cfg *rest.Config, group, resource string) (bool, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return false, fmt.Errorf("connect to %s: %w", cfg.Host, err)
+	}
+	for _, verb := range []string{"list", "watch"} {
+		review, err := kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Verb: verb, Group: group, Resource: resource,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return false, fmt.Errorf("ask %s whether this user may %s %s: %w", cfg.Host, verb, resource, err)
+		}
+		if !review.Status.Allowed {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -166,13 +167,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: istio-re
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: istio-reader}]
 `)
 		require.NoError(t, err, stderr)
-		kc, err := clientcmd.LoadFromFile(cp.KubeconfigPath())
-		require.NoError(t, err)
-		for _, u := range kc.AuthInfos {
-			u.Impersonate = "istio-reader"
-		}
-		readerKubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-		require.NoError(t, clientcmd.WriteToFile(*kc, readerKubeconfig))
+		readerKubeconfig := svcImpersonating(t, cp, "istio-reader")
 
 		ctx, cancel := context.WithTimeout(context.Background(), whKubectlTimeout)
 		defer cancel()
@@ -192,4 +187,40 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: istio-reader}
 		require.NoError(t, json.Unmarshal(out, &rep), string(out))
 		require.Equal(t, 3, rep.Summary.Objects, "the Istio objects are still read")
 	})
+
+	t.Run("a webhook that may not watch Services still becomes ready, and says what it falls back to", func(t *testing.T) {
+		stderr, err := apply(t, `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: istio-watcher}
+rules:
+- apiGroups: [networking.istio.io, security.istio.io, telemetry.istio.io]
+  resources: [virtualservices, destinationrules, peerauthentications, authorizationpolicies, telemetries]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: istio-watcher}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: istio-watcher}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: istio-watcher}]
+`)
+		require.NoError(t, err, stderr)
+		limited := whStartServer(t, bin, svcImpersonating(t, cp, "istio-watcher"), whNewConfigMap(t, whDenyConfig))
+		log, err := os.ReadFile(limited.proc.LogPath())
+		require.NoError(t, err)
+		require.Contains(t, string(log), "may not list and watch services: the workloads behind a host are those labelled app: <service> (Istio's convention)")
+	})
+}
+
+// svcImpersonating writes a kubeconfig for the control plane that acts as user, whose rights
+// are only what RBAC grants that user.
+func svcImpersonating(t *testing.T, cp *harness.ControlPlane, user string) string {
+	t.Helper()
+	kc, err := clientcmd.LoadFromFile(cp.KubeconfigPath())
+	require.NoError(t, err)
+	for _, u := range kc.AuthInfos {
+		u.Impersonate = user
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*kc, path))
+	return path
 }
