@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,6 +145,38 @@ func TestGraphWorkloadsFromTheCluster(t *testing.T) {
 			require.True(t, tt.lastDeploy.Time.Equal(*n.LastDeploy), "last deploy %s, want %s", n.LastDeploy, tt.lastDeploy.Time)
 		})
 	}
+
+	t.Run("every page of a namespace is read", func(t *testing.T) {
+		// One more than internal/cluster's page of 500.
+		const n = 501
+		cp.CreateNamespace(t, "many", nil)
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = apps.Deployments("many").Create(ctx, &appsv1.Deployment{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("wl-%03d", i)},
+					Spec: appsv1.DeploymentSpec{
+						Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "wl"}},
+						Template: corev1.PodTemplateSpec{
+							ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "wl"}},
+							Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1"}}},
+						},
+					},
+				}, metav1.CreateOptions{})
+			}()
+		}
+		wg.Wait()
+		require.NoError(t, errors.Join(errs...))
+		page, err := apps.Deployments("many").List(ctx, metav1.ListOptions{Limit: n - 1})
+		require.NoError(t, err)
+		require.NotEmpty(t, page.Continue, "the API server pages the list: a reader of one page would miss one")
+		ws, err := src.Workloads(ctx, []string{"many"})
+		require.NoError(t, err)
+		require.Len(t, ws, n)
+	})
 
 	t.Run("the checker's page carries them", func(t *testing.T) {
 		s := checks.SettingsFrom(config.Default())
