@@ -81,6 +81,9 @@ func (e *Engine) TestRule(ctx context.Context, r *Rule) ([]CaseResult, error) {
 			results = append(results, res)
 		}
 		for _, o := range objs {
+			if manifest.InventoryOnly(o.Kind) {
+				continue // context for the cases, not a case
+			}
 			res := CaseResult{Rule: r.ID, File: file, Object: o.Ref(), Want: expected(o.Annotations)}
 			fs, err := e.Review(ctx, o, inv)
 			res.Err = err
