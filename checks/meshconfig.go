@@ -37,7 +37,8 @@ func (m *MeshConfig) meshNamespaces() []string {
 		set[ns] = true
 	}
 	for _, o := range m.Objects {
-		if o.Namespace != "" {
+		// A Service is read only as context: its namespace need not be in the mesh.
+		if o.Namespace != "" && !manifest.InventoryOnly(o.Kind) {
 			set[o.Namespace] = true
 		}
 	}

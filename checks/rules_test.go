@@ -208,6 +208,11 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: vs, namespace: busy}
 spec: {hosts: [x]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: outside}
+spec: {selector: {k8s-app: dns}, ports: [{port: 53}]}
 `
 	tests := []struct {
 		name    string
@@ -215,7 +220,7 @@ spec: {hosts: [x]}
 		include []string
 		want    []string
 	}{
-		{name: "STRICT namespaces without series are blind, PERMISSIVE and the root namespace are not",
+		{name: "STRICT namespaces without series are blind; PERMISSIVE, the root namespace and a Service's namespace are not",
 			present: []string{"busy"}, want: []string{"quiet"}},
 		{name: "a namespace with any series is not blind", present: []string{"busy", "quiet"}},
 		{name: "namespaces named in include are checked even without objects",
