@@ -471,11 +471,14 @@ func TestConcurrentReviewsAreBounded(t *testing.T) {
 	require.EqualValues(t, 3, allowed.Load(), "the waiting review runs once a slot frees up")
 }
 
-func TestWaitingForASlotEndsAtTheDeadlineWithARefusalEvenUnderFailurePolicyAllow(t *testing.T) {
-	f := newFixture(t, "webhook: {maxConcurrentReviews: 1, timeout: 300ms, failurePolicy: allow}\n", meshStrict)
+// holdOneReview starts a fixture with cfg and one review that stays inside the handler, holding
+// its slot and its bytes, until release is called.
+func holdOneReview(t *testing.T, cfg string) (f *fixture, gate *faultyInventory, release func()) {
+	t.Helper()
+	f = newFixture(t, cfg, meshStrict)
 	base, err := f.cache.Inventory("istio-system", "cluster.local")
 	require.NoError(t, err)
-	gate := &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
+	gate = &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
 	f.handler.Inventory = gate
 	done := make(chan struct{})
 	go func() {
@@ -483,6 +486,11 @@ func TestWaitingForASlotEndsAtTheDeadlineWithARefusalEvenUnderFailurePolicyAllow
 		f.send(t, req{op: admissionv1.Create, object: goodVS})
 	}()
 	<-gate.entered
+	return f, gate, func() { close(gate.block); <-done }
+}
+
+func TestWaitingForASlotEndsAtTheDeadlineWithARefusalEvenUnderFailurePolicyAllow(t *testing.T) {
+	f, _, release := holdOneReview(t, "webhook: {maxConcurrentReviews: 1, timeout: 300ms, failurePolicy: allow}\n")
 	began := time.Now()
 	resp := f.send(t, req{op: admissionv1.Create, object: goodVS})
 	require.False(t, resp.Allowed, "a flood of costly reviews must not open the door for another object")
@@ -490,8 +498,7 @@ func TestWaitingForASlotEndsAtTheDeadlineWithARefusalEvenUnderFailurePolicyAllow
 	require.Contains(t, resp.Result.Message, "too many reviews in flight")
 	require.Contains(t, resp.Result.Message, "within webhook.timeout (300ms)")
 	require.Less(t, time.Since(began), 5*time.Second)
-	close(gate.block)
-	<-done
+	release()
 }
 
 func TestMetricsCountRequestsFindingsAndLatency(t *testing.T) {
@@ -538,17 +545,7 @@ func TestAReviewWaitsBeforeItReadsItsBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, tt.config, meshStrict)
-			base, err := f.cache.Inventory("istio-system", "cluster.local")
-			require.NoError(t, err)
-			gate := &faultyInventory{block: make(chan struct{}), entered: make(chan struct{}, 8), inv: base}
-			f.handler.Inventory = gate
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				f.send(t, req{op: admissionv1.Create, object: goodVS})
-			}()
-			<-gate.entered
+			f, gate, release := holdOneReview(t, tt.config)
 			// The second request's body is a reader that records whether anything read it.
 			body := &watchedReader{r: bytes.NewReader(small)}
 			r := httptest.NewRequest(http.MethodPost, Path, body)
@@ -566,8 +563,7 @@ func TestAReviewWaitsBeforeItReadsItsBody(t *testing.T) {
 			case <-time.After(300 * time.Millisecond):
 			}
 			require.False(t, body.read.Load(), "the body was read before the review could start")
-			close(gate.block)
-			<-done
+			release()
 			<-served
 			require.True(t, body.read.Load())
 		})
