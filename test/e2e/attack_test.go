@@ -15,9 +15,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-
-	"github.com/meshguard/meshguard/test/harness"
 )
 
 // attackConfig is the chart's configuration of meshguard (failurePolicy allow for meshguard's
@@ -38,13 +35,7 @@ func TestNoObjectAuthorGetsPastTheWebhook(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: starts kube-apiserver, etcd and meshguard serve")
 	}
-	bin := meshguardBinary(t)
-	cp := harness.StartControlPlane(t)
-	srv := whStartServer(t, bin, cp.KubeconfigPath(), whNewConfigMap(t, attackConfig))
-	cp.RegisterValidatingWebhook(t, harness.WebhookOptions{
-		Name: whName, URL: srv.url, CABundle: srv.caPEM,
-		FailurePolicy: admissionregistrationv1.Fail, TimeoutSeconds: 10,
-	})
+	cp, srv := whRegistered(t, attackConfig)
 	cp.CreateNamespace(t, "shop", nil)
 
 	kubectl := func(t *testing.T, manifest string, args ...string) (string, time.Duration, error) {

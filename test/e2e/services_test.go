@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshguard/meshguard/test/harness"
@@ -53,13 +52,8 @@ func TestServicesDecideTheWorkloadsBehindAHost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: starts kube-apiserver, etcd and meshguard serve")
 	}
-	bin := meshguardBinary(t)
-	cp := harness.StartControlPlane(t)
-	srv := whStartServer(t, bin, cp.KubeconfigPath(), whNewConfigMap(t, whDenyConfig))
-	cp.RegisterValidatingWebhook(t, harness.WebhookOptions{
-		Name: whName, URL: srv.url, CABundle: srv.caPEM,
-		FailurePolicy: admissionregistrationv1.Fail, TimeoutSeconds: 10,
-	})
+	cp, srv := whRegistered(t, whDenyConfig)
+	bin := meshguardBinary(t) // built once per test binary; audit runs it too
 	for _, ns := range []string{"istio-system", "store"} {
 		cp.CreateNamespace(t, ns, nil)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/meshguard/meshguard/test/harness"
@@ -82,6 +83,20 @@ type whServer struct {
 	url                          string
 	config                       *whConfigMap
 	kubeconfig                   string
+}
+
+// whRegistered starts a control plane and `meshguard serve` with configYAML, registered as the
+// chart registers it (failurePolicy Fail, timeoutSeconds 10).
+func whRegistered(t *testing.T, configYAML string) (*harness.ControlPlane, *whServer) {
+	t.Helper()
+	bin := meshguardBinary(t)
+	cp := harness.StartControlPlane(t)
+	srv := whStartServer(t, bin, cp.KubeconfigPath(), whNewConfigMap(t, configYAML))
+	cp.RegisterValidatingWebhook(t, harness.WebhookOptions{
+		Name: whName, URL: srv.url, CABundle: srv.caPEM,
+		FailurePolicy: admissionregistrationv1.Fail, TimeoutSeconds: 10,
+	})
+	return cp, srv
 }
 
 func whStartServer(t *testing.T, bin, kubeconfig string, cm *whConfigMap) *whServer {
