@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"net/url"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +72,14 @@ func TestCheckLive(t *testing.T) {
 	t.Run("without Envoy stats the URX share stands in and the alert says which signal it used", func(t *testing.T) {
 		a := st.receiver.WaitForAlert(t, harness.AlertFiring, checkLabels("alertname", checks.AlertRetryStorm, "namespace", "urx", "service", "search"), checkFireWait)
 		require.Contains(t, a.Annotations["signal"], "URX")
-		require.Contains(t, a.Annotations["summary"], "20.00%")
+		// The flow's URX share is 20%. The first alert may come while the window still holds
+		// the start of the series, where Prometheus' increase() extrapolates each series from its
+		// own first sample (22.22% was seen), so the figure is checked to a band, not a digit.
+		m := regexp.MustCompile(`([0-9.]+)% of requests exhaust their retries`).FindStringSubmatch(a.Annotations["summary"])
+		require.NotNil(t, m, a.Annotations["summary"])
+		share, err := strconv.ParseFloat(m[1], 64)
+		require.NoError(t, err)
+		require.InDelta(t, 20, share, 5, a.Annotations["summary"])
 	})
 
 	t.Run("a PERMISSIVE exception in use raises MeshPlaintextAllowed naming it and its expiry", func(t *testing.T) {
