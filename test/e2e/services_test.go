@@ -146,20 +146,7 @@ func TestServicesDecideTheWorkloadsBehindAHost(t *testing.T) {
 	})
 
 	t.Run("an audit that may not list Services says so and falls back to the app label convention", func(t *testing.T) {
-		stderr, err := apply(t, `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: istio-reader}
-rules:
-- apiGroups: [networking.istio.io, security.istio.io, telemetry.istio.io]
-  resources: [virtualservices, destinationrules, peerauthentications, authorizationpolicies, telemetries]
-  verbs: [get, list]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: istio-reader}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: istio-reader}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: istio-reader}]
-`)
+		stderr, err := apply(t, svcIstioOnlyRole("istio-reader", "get, list"))
 		require.NoError(t, err, stderr)
 		readerKubeconfig := svcImpersonating(t, cp, "istio-reader")
 
@@ -183,20 +170,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: istio-reader}
 	})
 
 	t.Run("a webhook that may not watch Services still becomes ready, and says what it falls back to", func(t *testing.T) {
-		stderr, err := apply(t, `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: istio-watcher}
-rules:
-- apiGroups: [networking.istio.io, security.istio.io, telemetry.istio.io]
-  resources: [virtualservices, destinationrules, peerauthentications, authorizationpolicies, telemetries]
-  verbs: [get, list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: istio-watcher}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: istio-watcher}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: istio-watcher}]
-`)
+		stderr, err := apply(t, svcIstioOnlyRole("istio-watcher", "get, list, watch"))
 		require.NoError(t, err, stderr)
 		limited := whStartServer(t, bin, svcImpersonating(t, cp, "istio-watcher"), whNewConfigMap(t, whDenyConfig))
 		log, err := os.ReadFile(limited.proc.LogPath())
@@ -217,4 +191,23 @@ func svcImpersonating(t *testing.T, cp *harness.ControlPlane, user string) strin
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, clientcmd.WriteToFile(*kc, path))
 	return path
+}
+
+// svcIstioOnlyRole grants user name the verbs on the Istio kinds meshguard reads, and nothing on
+// Services.
+func svcIstioOnlyRole(name, verbs string) string {
+	return fmt.Sprintf(`apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: %[1]s}
+rules:
+- apiGroups: [networking.istio.io, security.istio.io, telemetry.istio.io]
+  resources: [virtualservices, destinationrules, peerauthentications, authorizationpolicies, telemetries]
+  verbs: [%[2]s]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: %[1]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: %[1]s}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: %[1]s}]
+`, name, verbs)
 }
