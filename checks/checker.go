@@ -74,6 +74,12 @@ type Result struct {
 	AlertsOverLimit int `json:"alertsOverLimit,omitempty"`
 	// ConfigErr is the error reading the mesh configuration, if any.
 	ConfigErr error `json:"-"`
+	// Unattributed counts, by alert name, what a rule found but could not give a namespace (a
+	// PassthroughCluster call, a host:port or "unknown" destination): it is not raised, since
+	// Alertmanager routes by namespace, but it is counted and reported.
+	Unattributed map[string]int `json:"unattributed,omitempty"`
+	// EnvoyStats says whether the clients export Envoy's cluster stats; nil when its query failed.
+	EnvoyStats *EnvoyStats `json:"envoyClusterStats,omitempty"`
 	// Recovering lists the signals whose data has a hole in the window (a recent failure, or a
 	// Prometheus that started less than a window ago): their alerts are not resolved yet.
 	Recovering []string `json:"recovering,omitempty"`
@@ -155,7 +161,7 @@ func (c *Checker) Signals() []Signal { return append([]Signal(nil), c.signals...
 func (c *Checker) Cycle(ctx context.Context) *Result {
 	start := time.Now()
 	ts := c.opts.Clock()
-	res := &Result{EvaluatedAt: ts}
+	res := &Result{EvaluatedAt: ts, Unattributed: map[string]int{}}
 
 	cfg, err := c.opts.Config.Load(ctx)
 	if err != nil {
@@ -185,6 +191,9 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 			res.Recovering = append(res.Recovering, q.Signal)
 		}
 	}
+	if v, ok := results[SignalEnvoyStats]; ok {
+		res.EnvoyStats = envoyStatsOf(v)
+	}
 	ec := &evalContext{now: ts, settings: c.opts.Settings, results: results, mesh: c.meshCfg}
 	completes := make([]bool, len(c.rules))
 	var found []*Alert
@@ -203,6 +212,10 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 		// that fires on absence: missing data would raise it.
 		if complete || !r.absence {
 			for _, f := range r.eval(ec) {
+				if f.Labels[LabelNamespace] == "" {
+					res.Unattributed[r.Alertname]++
+					continue
+				}
 				found = append(found, c.alertOf(r, f))
 			}
 		}
@@ -401,6 +414,12 @@ func (c *Checker) record(res *Result) {
 		}
 	}
 	m.AlertsOverLimit.Add(float64(res.AlertsOverLimit))
+	for name, n := range res.Unattributed {
+		m.Unattributed.WithLabelValues(name).Add(float64(n))
+	}
+	if res.EnvoyStats != nil {
+		m.EnvoyOutboundClusters.Set(float64(res.EnvoyStats.OutboundClusters))
+	}
 	if res.OverLimit() {
 		c.opts.Logger.Warn("check cycle over its limits", "series_left_out", res.SeriesOverLimit(), "alerts_left_out", res.AlertsOverLimit)
 	}

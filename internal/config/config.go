@@ -103,6 +103,15 @@ type Check struct {
 	Limits CheckLimits `json:"limits,omitempty"`
 	// Graph configures the service map (`meshguard graph`, and /graph of the daemon).
 	Graph CheckGraph `json:"graph,omitempty"`
+	// ClusterLabels name the labels that carry the cluster of a series' two ends in a
+	// multi-cluster mesh (Istio's source_cluster and destination_cluster by default).
+	ClusterLabels ClusterLabels `json:"clusterLabels,omitempty"`
+}
+
+// ClusterLabels name the source and destination cluster labels of Istio's metrics.
+type ClusterLabels struct {
+	Source      string `json:"source,omitempty"`
+	Destination string `json:"destination,omitempty"`
 }
 
 // CheckGraph configures the service map.
@@ -223,6 +232,7 @@ func Default() *Config {
 			Graph: CheckGraph{Health: GraphHealth{ErrorRateWarning: 0.005, ErrorRateCritical: 0.01,
 				P99Warning: Duration{500 * time.Millisecond}, P99Critical: Duration{time.Second}},
 				TeamKeys: []string{"team"}, TierKeys: []string{"tier"}},
+			ClusterLabels: ClusterLabels{Source: "source_cluster", Destination: "destination_cluster"},
 		},
 	}
 }

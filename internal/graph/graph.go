@@ -38,6 +38,8 @@ type Graph struct {
 	Edges       []Edge     `json:"edges"`
 	// Queries are the PromQL queries the graph was built from (a constant number).
 	Queries []string `json:"queries,omitempty"`
+	// Notes say what the map cannot show, and why.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Node is a workload or a service. Its ID holds the cluster, so one name in two clusters is two
@@ -330,6 +332,9 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 	}
 	live(QueryEjections, func(n *Node, v float64) { n.EjectedEndpoints = &v })
 	live(QueryOverflow, func(n *Node, v float64) { n.OverflowRate = &v })
+	if len(results[QueryEjections]) == 0 && len(results[QueryOverflow]) == 0 {
+		g.Notes = append(g.Notes, EnvoyStatsHint)
+	}
 	for _, n := range nodes {
 		if n.RequestRate > 0 {
 			n.ErrorRate /= n.RequestRate
@@ -341,13 +346,24 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 	return g
 }
 
-// edge computes an edge's figures from the preferred reporter's view, the other one when the
-// preferred proxy reported nothing (a caller without a sidecar). ok is false without traffic.
+// reporters are the proxies whose view of an edge is taken, in order of preference: the caller's
+// sidecar for a call and the server's for a serve, then an ambient waypoint (which stands between
+// both), then the other end. ztunnel reports TCP only, as source or destination.
+var reporters = map[string][]string{
+	"source":      {"source", "waypoint", "destination"},
+	"destination": {"destination", "waypoint", "source"},
+}
+
+// edge computes an edge's figures from the first reporter in reporters[prefer] that saw it (a
+// caller without a sidecar has no source view). ok is false without traffic.
 func (f *figures) edge(prefer string) (Edge, bool) {
-	other := map[string]string{"source": "destination", "destination": "source"}[prefer]
-	r := prefer
-	if f.requests[r] == 0 && f.tcp[r] == 0 {
-		r = other
+	order := reporters[prefer]
+	r, other := order[0], order[len(order)-1]
+	for _, c := range order {
+		if f.requests[c] > 0 || f.tcp[c] > 0 {
+			r = c
+			break
+		}
 	}
 	e := Edge{Reporter: r}
 	switch req := f.requests[r]; {

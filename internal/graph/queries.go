@@ -41,8 +41,9 @@ func Queries(window time.Duration) []Query {
 	return []Query{
 		{QueryRequests, fmt.Sprintf(`sum by (%s, request_protocol) (rate(istio_requests_total[%s]))`, flowLabels, w),
 			"requests per second per caller, service, serving workload, reporter and protocol"},
-		// gRPC reports most failures as HTTP 200 with a non-OK grpc-status: both count.
-		{QueryErrors, fmt.Sprintf(`sum by (%s) (rate(istio_requests_total{response_code=~"5.."}[%s]) or rate(istio_requests_total{request_protocol="grpc",response_code!~"5..",grpc_response_status!~"0|"}[%s]))`, flowLabels, w, w),
+		// gRPC reports most failures as HTTP 200 with a non-OK grpc-status: both count, whatever
+		// request_protocol says (gRPC-Web is reported as http).
+		{QueryErrors, fmt.Sprintf(`sum by (%s) (rate(istio_requests_total{response_code=~"5.."}[%s]) or rate(istio_requests_total{response_code!~"5..",grpc_response_status!~"0|"}[%s]))`, flowLabels, w, w),
 			"failed requests per second (HTTP 5xx, gRPC status other than OK)"},
 		{QuerySecurity, fmt.Sprintf(`sum by (%s, connection_security_policy) (rate(istio_requests_total{reporter="destination"}[%s]))`, flowLabels, w),
 			"requests per second by connection security, as the destination proxy reports it"},
@@ -59,6 +60,13 @@ func Queries(window time.Duration) []Query {
 			"requests per second the connection pool refused (overflow) per service"},
 	}
 }
+
+// EnvoyStatsHint says what is missing when no client exports Envoy's cluster stats, and the
+// setting that turns them on.
+const EnvoyStatsHint = "Envoy's per-cluster stats (retries, outlier ejections, overflows) are not exported: Istio's proxies only export them " +
+	"when proxyStatsMatcher asks for them. Until then retries are judged by the URX response flag and open circuits by UO and UH in " +
+	"istio_requests_total. To export them, set meshConfig.defaultConfig.proxyStatsMatcher (or the proxy.istio.io/config annotation of the clients) " +
+	`to inclusionRegexps: [".*upstream_rq_retry$", ".*upstream_rq_total$", ".*upstream_rq_pending_overflow$", ".*outlier_detection.*"].`
 
 // outbound selects an Envoy cluster stat's service-to-service clusters.
 func outbound(metric string) string { return metric + `{cluster_name=~"outbound\\|.+"}` }
