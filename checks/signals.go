@@ -103,7 +103,7 @@ func Signals(s Settings) []Signal {
 	}
 	return []Signal{
 		{Name: SignalPlaintextRequests,
-			Query: fmt.Sprintf(`sum by (%s) (rate(istio_requests_total{%s}[%s])) > 0`, plaintextBy, plain, w),
+			Query:     fmt.Sprintf(`sum by (%s) (rate(istio_requests_total{%s}[%s])) > 0`, plaintextBy, plain, w),
 			Describes: "plaintext requests per second into each workload, by source workload"},
 		// ztunnel counts a connection as opened before its authorization check; one a policy
 		// refused is closed with response_flags="DENY". The denied closes are subtracted: they
