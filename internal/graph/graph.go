@@ -354,16 +354,21 @@ var reporters = map[string][]string{
 	"destination": {"destination", "waypoint", "source"},
 }
 
-// edge computes an edge's figures from the first reporter in reporters[prefer] that saw it (a
-// caller without a sidecar has no source view). ok is false without traffic.
+// edge computes an edge's figures from the first reporter in reporters[prefer] that saw its
+// requests (a caller without a sidecar has no source view; an ambient one has a waypoint's),
+// else the first that saw its connections. ok is false without traffic.
 func (f *figures) edge(prefer string) (Edge, bool) {
 	order := reporters[prefer]
-	r, other := order[0], order[len(order)-1]
-	for _, c := range order {
-		if f.requests[c] > 0 || f.tcp[c] > 0 {
-			r = c
-			break
+	r, other := "", order[len(order)-1]
+	for _, seen := range []map[string]float64{f.requests, f.tcp} {
+		for _, c := range order {
+			if r == "" && seen[c] > 0 {
+				r = c
+			}
 		}
+	}
+	if r == "" {
+		r = order[0]
 	}
 	e := Edge{Reporter: r}
 	switch req := f.requests[r]; {

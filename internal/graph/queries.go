@@ -63,8 +63,9 @@ func Queries(window time.Duration) []Query {
 
 // EnvoyStatsHint says what is missing when no client exports Envoy's cluster stats, and the
 // setting that turns them on.
-const EnvoyStatsHint = "Envoy's per-cluster stats (retries, outlier ejections, overflows) are not exported: Istio's proxies only export them " +
-	"when proxyStatsMatcher asks for them. Until then retries are judged by the URX response flag and open circuits by UO and UH in " +
+const EnvoyStatsHint = "Envoy's per-cluster stats (retries, outlier ejections, overflows) of outbound|PORT|SUBSET|HOST clusters are not " +
+	"exported: Istio's proxies only export them when proxyStatsMatcher asks for them (and meshConfig.outboundClusterStatName, if set, " +
+	"renames them past recognition). Until then retries are judged by the URX response flag and open circuits by UO and UH in " +
 	"istio_requests_total. To export them, set meshConfig.defaultConfig.proxyStatsMatcher (or the proxy.istio.io/config annotation of the clients) " +
 	`to inclusionRegexps: [".*upstream_rq_retry$", ".*upstream_rq_total$", ".*upstream_rq_pending_overflow$", ".*outlier_detection.*"].`
 
