@@ -60,6 +60,9 @@ func evalRetryAmplification(ec *evalContext) []Finding {
 		}
 		l := serviceLabels(last.Host, s.domain())
 		l["source_workload"], l["source_workload_namespace"] = entry.Name, entry.Namespace
+		if known(last.Cluster) {
+			l[LabelCluster] = last.Cluster
+		}
 		l["chain"] = g.ChainText(o.chain)
 		var steps []string
 		for _, h := range o.chain.Hops {

@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +34,28 @@ type checkCountingAPI struct {
 func (c *checkCountingAPI) Query(ctx context.Context, q string, ts time.Time, opts ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error) {
 	c.queries.Add(1)
 	return c.API.Query(ctx, q, ts, opts...)
+}
+
+// checkSamplesTouched asks Prometheus for a query's statistics (stats=all) and returns the samples
+// it read to answer it.
+func checkSamplesTouched(t *testing.T, promURL, query string, ts time.Time) int64 {
+	t.Helper()
+	form := url.Values{"query": {query}, "time": {strconv.FormatInt(ts.Unix(), 10)}, "stats": {"all"}}
+	resp, err := http.PostForm(promURL+"/api/v1/query", form)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Stats struct {
+				Samples struct {
+					TotalQueryableSamples int64 `json:"totalQueryableSamples"`
+				} `json:"samples"`
+			} `json:"stats"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	return body.Data.Stats.Samples.TotalQueryableSamples
 }
 
 // TestCheckScale measures one cycle against a Prometheus holding a backfilled mesh of 10, 1,000
@@ -92,11 +118,17 @@ func TestCheckScale(t *testing.T) {
 					slowest = q
 				}
 			}
+			var samples int64
+			perSignal := map[string]int64{}
+			for _, q := range res.Queries {
+				perSignal[q.Signal] = checkSamplesTouched(t, prom.URL(), q.Query, span.End)
+				samples += perSignal[q.Signal]
+			}
 			t.Logf("%d services: %d queries per cycle, cycle median %s (min %s, max %s), slowest query %s %s; "+
-				"%d alerts firing %v; %d MB OpenMetrics backfilled and served in %s",
+				"%d samples touched %v; %d alerts firing %v; %d MB OpenMetrics backfilled and served in %s",
 				n, perCycle[len(perCycle)-1], durations[cycles/2].Round(time.Millisecond), durations[0].Round(time.Millisecond),
 				durations[cycles-1].Round(time.Millisecond), slowest.Signal, slowest.Duration.Round(time.Millisecond),
-				len(res.Firing), counts, info.Size()>>20, prepared.Round(time.Second))
+				samples, perSignal, len(res.Firing), counts, info.Size()>>20, prepared.Round(time.Second))
 
 			// Generate's shape: plaintext at i%100==37, storms at 59, timeouts at i%200==83,
 			// ejections at i%250==11.
@@ -139,4 +171,5 @@ func TestCheckScale(t *testing.T) {
 		require.Equal(t, perCycle[0], q, "queries per cycle must not grow with the mesh: %v", perCycle)
 	}
 	require.EqualValues(t, len(checks.Signals(checks.SettingsFrom(config.Default()))), perCycle[0])
+	require.LessOrEqual(t, perCycle[0], int64(7), "a cycle runs at most seven queries")
 }
