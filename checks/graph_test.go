@@ -174,7 +174,7 @@ spec:
 	s := testSettings()
 	f := evalRule(t, AlertRetryAmplification, s, meshFrom(t, meshStrict), chainResults())[0]
 	require.Equal(t, 27.0, f.Value)
-	require.Equal(t, map[string]string{"namespace": "shop", "service": "ratings", "destination_service": "ratings.shop.svc.cluster.local",
+	require.Equal(t, map[string]string{"namespace": "shop", "service": "ratings", "destination_service": "ratings.shop.svc.cluster.local", "cluster": "east",
 		"source_workload": "ingress", "source_workload_namespace": "istio-system", "chain": f.Annotations["chain"]}, f.Labels)
 	require.Contains(t, f.Annotations["description"], "ratings (2 retries, ×27)")
 	require.Contains(t, f.Annotations["description"], "50.00% of istio-system/ingress's traffic follows this chain")
