@@ -442,7 +442,8 @@ func (c *Checker) record(res *Result) {
 func (c *Checker) buildPage(ctx context.Context, ts time.Time) {
 	s := c.opts.Settings
 	g, err := BuildGraph(ctx, GraphOptions{Querier: c.opts.Querier, Config: c.meshCfg, Window: s.Window, At: ts,
-		MeshDomain: s.MeshDomain, RootNamespace: s.RootNamespace, QueryTimeout: c.opts.QueryTimeout, Thresholds: s.GraphThresholds})
+		MeshDomain: s.MeshDomain, RootNamespace: s.RootNamespace, QueryTimeout: c.opts.QueryTimeout, Thresholds: s.GraphThresholds,
+		ClusterLabels: graph.ClusterLabels(s.ClusterLabels)})
 	if err != nil {
 		c.opts.Logger.Warn("service map not rebuilt", "error", err)
 		return

@@ -74,8 +74,8 @@ func TestBuildGraphAsksEachQueryOnceAndJoinsWhatIstioApplies(t *testing.T) {
 	g, err := BuildGraph(context.Background(), GraphOptions{Querier: q, Config: meshFrom(t, graphConfig), Window: time.Minute,
 		At: t0, MeshDomain: "cluster.local", RootNamespace: "istio-system", Thresholds: graph.DefaultThresholds()})
 	require.NoError(t, err)
-	require.EqualValues(t, len(GraphSignals(time.Minute)), q.calls.Load(), "one query per figure")
-	require.Len(t, g.Queries, len(GraphSignals(time.Minute)))
+	require.EqualValues(t, len(GraphSignals(time.Minute, graph.ClusterLabels{})), q.calls.Load(), "one query per figure")
+	require.Len(t, g.Queries, len(GraphSignals(time.Minute, graph.ClusterLabels{})))
 	policy := map[string]*graph.Policy{}
 	for _, e := range g.Edges {
 		policy[e.ID] = e.Policy

@@ -20,7 +20,8 @@ const SignalCallChains = graph.QueryTopology
 func evalRetryAmplification(ec *evalContext) []Finding {
 	s := ec.settings
 	g := graph.Build(map[string]model.Vector{graph.QueryTopology: ec.results[SignalCallChains]},
-		graph.Options{Index: ec.mesh.index(s.RootNamespace, s.domain()), Window: s.Window, At: ec.now})
+		graph.Options{Index: ec.mesh.index(s.RootNamespace, s.domain()), Window: s.Window, At: ec.now,
+			ClusterLabels: graph.ClusterLabels(s.ClusterLabels)})
 	amp := g.Amplification()
 	type over struct {
 		chain graph.Chain

@@ -132,7 +132,7 @@ func Signals(s Settings) []Signal {
 			Describes: "Envoy retries / upstream requests per destination service, hosts ejected by outlier detection per outbound cluster, and the number of outbound clusters exporting stats"},
 		{Name: SignalTelemetryPresence, Query: presence("istio_requests_total") + "\nor\n" + presence("istio_tcp_connections_opened_total"),
 			Describes: "namespaces with any request or TCP series reported by a destination proxy in the window"},
-		{Name: SignalCallChains, Query: graph.TopologyQuery(s.Window).Query,
+		{Name: SignalCallChains, Query: graph.TopologyQuery(s.Window, graph.ClusterLabels(s.ClusterLabels)).Query,
 			Describes: "requests per second per caller workload, service and serving workload: the call chains retry amplification follows"},
 	}
 }

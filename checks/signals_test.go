@@ -16,8 +16,8 @@ func TestSignals(t *testing.T) {
 	})
 	t.Run("every query that raises alerts aggregates by the configured destination cluster label", func(t *testing.T) {
 		for _, sig := range signals {
-			if sig.Name == SignalEnvoyStats || sig.Name == SignalCallChains {
-				continue // Envoy's stats carry no cluster label; the chains keep Istio's own labels
+			if sig.Name == SignalEnvoyStats {
+				continue // Envoy's stats carry no cluster label: the destination is only in cluster_name
 			}
 			require.Contains(t, sig.Query, "dst_cluster_id", sig.Name)
 		}

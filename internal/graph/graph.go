@@ -111,6 +111,8 @@ type Options struct {
 	At         time.Time
 	// Queries are recorded in the graph as its provenance.
 	Queries []string
+	// ClusterLabels name the cluster labels the queries were written with.
+	ClusterLabels ClusterLabels
 }
 
 // flowKey is one observed (caller workload, service, serving workload) triple.
@@ -157,10 +159,10 @@ func (f *figures) add(o *figures) {
 
 func label(m model.Metric, name string) string { return string(m[model.LabelName(name)]) }
 
-func keyOf(m model.Metric) flowKey {
+func keyOf(m model.Metric, c ClusterLabels) flowKey {
 	return flowKey{
-		srcCluster: label(m, "source_cluster"), srcNS: label(m, "source_workload_namespace"), srcWL: label(m, "source_workload"),
-		dstCluster: label(m, "destination_cluster"), host: label(m, "destination_service"),
+		srcCluster: label(m, c.Source), srcNS: label(m, "source_workload_namespace"), srcWL: label(m, "source_workload"),
+		dstCluster: label(m, c.Destination), host: label(m, "destination_service"),
 		svcName: label(m, "destination_service_name"), svcNS: label(m, "destination_service_namespace"),
 		dstNS: label(m, "destination_workload_namespace"), dstWL: label(m, "destination_workload"),
 	}
@@ -175,6 +177,7 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 	if opts.Thresholds == (Thresholds{}) {
 		opts.Thresholds = DefaultThresholds()
 	}
+	clusters := opts.ClusterLabels.withDefaults()
 	flows := map[flowKey]*figures{}
 	get := func(k flowKey) *figures {
 		f, ok := flows[k]
@@ -185,13 +188,13 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		return f
 	}
 	for _, s := range results[QueryRequests] {
-		f := get(keyOf(s.Metric))
+		f := get(keyOf(s.Metric, clusters))
 		r := label(s.Metric, "reporter")
 		f.requests[r] += float64(s.Value)
 		f.byProtocol[label(s.Metric, "request_protocol")] += float64(s.Value)
 	}
 	for _, s := range results[QueryTopology] {
-		f := get(keyOf(s.Metric))
+		f := get(keyOf(s.Metric, clusters))
 		if p := label(s.Metric, "request_protocol"); p == ProtocolTCP {
 			f.tcp["source"] += float64(s.Value)
 		} else {
@@ -200,10 +203,10 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		}
 	}
 	for _, s := range results[QueryErrors] {
-		get(keyOf(s.Metric)).errors[label(s.Metric, "reporter")] += float64(s.Value)
+		get(keyOf(s.Metric, clusters)).errors[label(s.Metric, "reporter")] += float64(s.Value)
 	}
 	for _, s := range results[QuerySecurity] {
-		f := get(keyOf(s.Metric))
+		f := get(keyOf(s.Metric, clusters))
 		if label(s.Metric, "connection_security_policy") == "mutual_tls" {
 			f.mtls += float64(s.Value)
 		} else {
@@ -211,7 +214,7 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		}
 	}
 	for _, s := range results[QueryTCP] {
-		f := get(keyOf(s.Metric))
+		f := get(keyOf(s.Metric, clusters))
 		r := label(s.Metric, "reporter")
 		f.tcp[r] += float64(s.Value)
 		if r == "destination" {
@@ -242,7 +245,7 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				continue
 			}
-			if f, ok := m[keyFn(keyOf(s.Metric))]; ok {
+			if f, ok := m[keyFn(keyOf(s.Metric, clusters))]; ok {
 				set(f)[label(s.Metric, "reporter")] = v
 			}
 		}

@@ -27,14 +27,38 @@ const (
 	durationMetric = "istio_request_duration_milliseconds_bucket"
 )
 
+// ClusterLabels name the labels of a series' source and destination cluster in a multi-cluster
+// mesh; empty names are Istio's, source_cluster and destination_cluster.
+type ClusterLabels struct {
+	Source, Destination string
+}
+
+// withDefaults fills in Istio's names.
+func (c ClusterLabels) withDefaults() ClusterLabels {
+	if c.Source == "" {
+		c.Source = "source_cluster"
+	}
+	if c.Destination == "" {
+		c.Destination = "destination_cluster"
+	}
+	return c
+}
+
+// in writes a by-clause of Istio's label names with the cluster labels c names.
+func (c ClusterLabels) in(by string) string {
+	c = c.withDefaults()
+	return strings.NewReplacer("source_cluster", c.Source, "destination_cluster", c.Destination).Replace(by)
+}
+
 // Query is one PromQL query of the graph.
 type Query struct {
 	Name, Query, Describes string
 }
 
 // Queries are the graph's queries over window: one per figure, whatever the size of the mesh.
-func Queries(window time.Duration) []Query {
+func Queries(window time.Duration, clusters ClusterLabels) []Query {
 	w := model.Duration(window).String()
+	flowLabels, callLabels, serveLabels := clusters.in(flowLabels), clusters.in(callLabels), clusters.in(serveLabels)
 	quantile := func(q float64, by string) string {
 		return fmt.Sprintf(`histogram_quantile(%g, sum by (%s, le) (rate(%s[%s])))`, q, by, durationMetric, w)
 	}
@@ -80,8 +104,9 @@ func byHost(expr string) string {
 // TopologyQuery is the one query retry amplification needs: requests (or TCP connections) per
 // second per flow, the larger of the two proxies' counts, so that a caller or a server without a
 // sidecar still shows. Build reads its answer as the callers' view.
-func TopologyQuery(window time.Duration) Query {
+func TopologyQuery(window time.Duration, clusters ClusterLabels) Query {
 	w := model.Duration(window).String()
+	flowLabels := clusters.in(flowLabels)
 	by := strings.ReplaceAll(flowLabels, "reporter, ", "") + ", request_protocol"
 	perReporter := func(metric string) string {
 		return fmt.Sprintf(`sum by (%s, request_protocol) (rate(%s[%s]))`, flowLabels, metric, w)

@@ -168,7 +168,7 @@ func TestCheckScale(t *testing.T) {
 			t.Logf("%d services: service map in %s from %d queries (%d nodes, %d edges); amplification (%d chains) and one impact set in %s",
 				n, built.Round(time.Millisecond), counting.queries.Load()-before, len(g.Nodes), len(g.Edges), len(amp.Chains),
 				time.Since(began).Round(time.Millisecond))
-			require.EqualValues(t, len(checks.GraphSignals(window)), counting.queries.Load()-before)
+			require.EqualValues(t, len(checks.GraphSignals(window, graph.ClusterLabels{})), counting.queries.Load()-before)
 			require.Equal(t, 2*n+(n+99)/100, len(g.Nodes), "a workload and a service per destination, and each namespace's frontend")
 		})
 	}
