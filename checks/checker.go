@@ -302,7 +302,9 @@ func (c *Checker) query(ctx context.Context, ts time.Time) []QueryResult {
 }
 
 // alertOf builds the alert of a finding: the rule's labels, the extra labels (which never
-// override), the runbook and the generator URL of the query it came from.
+// override, except a "cluster" the user set: it names the checker's cluster, selects its alerts
+// on restore, and Istio's own cluster ID, "Kubernetes" by default, must not replace it), the
+// runbook and the generator URL of the query it came from.
 func (c *Checker) alertOf(r Rule, f Finding) *Alert {
 	s := c.opts.Settings
 	labels := map[string]string{}
@@ -310,7 +312,7 @@ func (c *Checker) alertOf(r Rule, f Finding) *Alert {
 		labels[k] = v
 	}
 	for k, v := range f.Labels {
-		if v != "" {
+		if _, set := s.ExtraLabels[k]; v != "" && !(set && k == LabelCluster) {
 			labels[k] = v
 		}
 	}

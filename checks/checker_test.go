@@ -325,6 +325,7 @@ func TestCheckerUnattributedFindings(t *testing.T) {
 	for _, a := range res.Firing {
 		if a.Name() == AlertUpstreamTimeouts {
 			timeouts = append(timeouts, a.Labels["service"])
+			require.Equal(t, "prod", a.Labels[LabelCluster], "the cluster the user named in extraLabels stays, so restore finds the alert")
 		}
 	}
 	require.Equal(t, []string{"cart"}, timeouts, "the attributable service alerts, the PassthroughCluster call does not")
