@@ -112,8 +112,8 @@ func (s Settings) Validate() error {
 		errs = append(errs, fmt.Errorf("retry amplification budget %v must be at least 1 (one call, no retry)", s.RetryAmplification))
 	}
 	for _, l := range []string{s.ClusterLabels.Source, s.ClusterLabels.Destination} {
-		if !model.LabelName(l).IsValid() {
-			errs = append(errs, fmt.Errorf("cluster label %q is not a Prometheus label name", l))
+		if !model.LegacyValidation.IsValidLabelName(l) {
+			errs = append(errs, fmt.Errorf("cluster label %q is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", l))
 		}
 	}
 	if err := s.GraphThresholds.Validate(); err != nil {
