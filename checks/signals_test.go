@@ -37,3 +37,24 @@ func TestSignals(t *testing.T) {
 		}
 	})
 }
+
+func TestClusterLabelsAreValidated(t *testing.T) {
+	for _, tc := range []struct {
+		name, label string
+		ok          bool
+	}{
+		{name: "Istio's own name is accepted", label: "destination_cluster", ok: true},
+		{name: "a name PromQL cannot write unquoted is refused", label: "cluster-id"},
+		{name: "an empty name is refused", label: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSettings()
+			s.ClusterLabels.Destination = tc.label
+			if tc.ok {
+				require.NoError(t, s.Validate())
+				return
+			}
+			require.ErrorContains(t, s.Validate(), "cluster label")
+		})
+	}
+}
