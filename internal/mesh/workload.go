@@ -161,9 +161,6 @@ func (w *Workloads) Labels(ns, workload string) (sets []map[string]string, ok bo
 	return sets, ok
 }
 
-// RunsMeshPods tells whether namespace ns has a sidecar-injected or ambient pod.
-func (w *Workloads) RunsMeshPods(ns string) bool { return w != nil && w.meshNS[ns] }
-
 // MeshNamespaces lists the namespaces running mesh pods, sorted.
 func (w *Workloads) MeshNamespaces() []string {
 	if w == nil {
