@@ -1,8 +1,12 @@
 package checks
 
 import (
+	"context"
+	"strings"
 	"testing"
+	"time"
 
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
@@ -228,5 +232,78 @@ metadata:
 		pas, problems := manifest.Parse("pa.yaml", []byte(tierException))
 		require.Empty(t, problems)
 		require.Nil(t, workloadsFromManifests(m.Resolver(), pas, 0))
+	})
+}
+
+func TestKubeStateLabelNamesFollowKubeStateMetrics(t *testing.T) {
+	tests := []struct{ key, want string }{
+		{"tier", "label_tier"},
+		{"app.kubernetes.io/name", "label_app_kubernetes_io_name"},
+		{"istio.io/dataplane-mode", "label_istio_io_dataplane_mode"},
+		{"securityZone", "label_security_zone"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key+" becomes "+tt.want, func(t *testing.T) {
+			require.Equal(t, tt.want, kubeStateLabelName(tt.key))
+		})
+	}
+}
+
+func TestKubePodLabelsGivePodLabelsWhereThereIsNoAPIAccess(t *testing.T) {
+	m := meshFrom(t, tierException)
+	labels := model.Vector{
+		sample(1, "namespace", "billing", "pod", "ledger-5d8-x", "owner_kind", "ReplicaSet", "owner_name", "ledger-5d8",
+			"label_app", "ledger", "label_tier", "legacy", "label_pod_template_hash", "5d8", "label_team", "books"),
+		sample(1, "namespace", "billing", "pod", "static", "label_app", "static"),
+		sample(1, "namespace", "plain", "pod", "web-7f-y", "owner_kind", "ReplicaSet", "owner_name", "web-7f", "label_pod_template_hash", "7f"),
+	}
+	meshPods := model.Vector{sample(1, "namespace", "billing", "pod", "ledger-5d8-x")}
+	ws := workloadsFromKubeState(m.Resolver(), labels, meshPods, 0)
+	t.Run("a ReplicaSet's pod is filed under its Deployment with the selected labels, under their own names", func(t *testing.T) {
+		sets, ok := ws.Labels("billing", "ledger")
+		require.True(t, ok)
+		require.Equal(t, []map[string]string{{"app": "ledger", "tier": "legacy"}}, sets)
+	})
+	t.Run("a pod without a controller keeps its own name", func(t *testing.T) {
+		_, ok := ws.Labels("billing", "static")
+		require.True(t, ok)
+	})
+	t.Run("only namespaces with a sidecar pod run mesh pods", func(t *testing.T) {
+		require.Equal(t, []string{"billing"}, ws.MeshNamespaces())
+	})
+}
+
+// answers is a Querier that answers each query from a map, whatever the bound.
+type answers map[string]model.Vector
+
+func (a answers) Query(_ context.Context, query string, _ time.Time, _ ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error) {
+	for q, v := range a {
+		if strings.Contains(query, q) {
+			return v, nil, nil, nil
+		}
+	}
+	return model.Vector{}, nil, nil, nil
+}
+
+func TestKubeStateSourceQueriesOnlyWhenTheBaseHasNoPods(t *testing.T) {
+	q := answers{"kube_pod_labels": {sample(1, "namespace", "billing", "pod", "ledger", "label_tier", "legacy")}}
+	t.Run("a configuration without pods gets kube-state-metrics' labels", func(t *testing.T) {
+		m, err := KubeStateSource{Base: StaticSource{meshFrom(t, tierException)}, Querier: q}.Load(context.Background())
+		require.NoError(t, err)
+		sets, ok := m.Workloads.Labels("billing", "ledger")
+		require.True(t, ok)
+		require.Equal(t, []map[string]string{{"tier": "legacy"}}, sets)
+	})
+	t.Run("a configuration with pods is left alone", func(t *testing.T) {
+		base := withPods(meshFrom(t, tierException), map[[2]string]map[string]string{{"billing", "other"}: {"app": "other"}})
+		m, err := KubeStateSource{Base: StaticSource{base}, Querier: q}.Load(context.Background())
+		require.NoError(t, err)
+		require.Same(t, base, m)
+	})
+	t.Run("no kube_pod_labels series leaves the labels unknown, and says why", func(t *testing.T) {
+		m, err := KubeStateSource{Base: StaticSource{meshFrom(t, tierException)}, Querier: answers{}}.Load(context.Background())
+		require.NoError(t, err)
+		require.Nil(t, m.Workloads)
+		require.Contains(t, m.WorkloadsUnknown, "kube_pod_labels has no running pod")
 	})
 }

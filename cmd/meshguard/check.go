@@ -198,20 +198,40 @@ func checkConfigSource(paths []string, kubeconfig string, cfg *config.Config, ki
 	if len(paths) > 0 && len(clusters) > 0 {
 		return nil, errors.New("give --config-from or check.clusters, not both")
 	}
+	// Without pods from the API server (manifests without workloads, or no right to list
+	// pods), the mTLS checks read pod labels from kube-state-metrics through Prometheus.
+	mtls := false
+	for _, k := range kinds {
+		mtls = mtls || k == manifest.KindPeerAuthentication
+	}
+	withKubeState := func(src checks.ConfigSource) (checks.ConfigSource, error) {
+		if cfg.Check.Prometheus.URL == "" || !mtls {
+			return src, nil
+		}
+		prom, err := checks.NewPrometheus(cfg.Check.Prometheus, nil)
+		if err != nil {
+			return nil, err
+		}
+		return checks.KubeStateSource{Base: src, Querier: prom}, nil
+	}
 	if len(paths) > 0 {
 		src := checks.FileSource{Paths: paths, RootNamespace: cfg.RootNamespace}
 		// Read once now so a wrong path is a usage error, not a degraded daemon.
 		if _, err := src.Load(context.Background()); err != nil {
 			return nil, err
 		}
-		return src, nil
+		return withKubeState(src)
 	}
 	if len(clusters) == 0 {
 		rc, err := cluster.RESTConfig(kubeconfig)
 		if err != nil {
 			return nil, fmt.Errorf("%w (or give --config-from DIR)", err)
 		}
-		return checks.NewClusterSource(rc, cfg.RootNamespace, kinds...)
+		src, err := checks.NewClusterSource(rc, cfg.RootNamespace, kinds...)
+		if err != nil {
+			return nil, err
+		}
+		return withKubeState(src)
 	}
 	var set checks.ClusterSet
 	seen := map[string]bool{}

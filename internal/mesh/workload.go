@@ -32,6 +32,12 @@ const (
 	LabelDataplaneMode = "istio.io/dataplane-mode"
 )
 
+// IdentityLabels are the pod labels WorkloadName and InMesh read, for sources that must name
+// the labels they fetch.
+func IdentityLabels() []string {
+	return []string{labelWorkloadName, "pod-template-hash", "rollouts-pod-template-hash", "deploymentconfig", LabelDataplaneMode}
+}
+
 // cronJobName matches the "-<8 to 10 digit timestamp>" suffix a CronJob gives its Jobs.
 var cronJobName = regexp.MustCompile(`^(.+)-\d{8,10}$`)
 
@@ -150,6 +156,13 @@ func (w *Workloads) Add(ns, workload string, labels map[string]string, inMesh bo
 	}
 	w.entries++
 	w.byName[key] = append(w.byName[key], kept)
+}
+
+// KeptLabels lists the label keys the set keeps, sorted.
+func (w *Workloads) KeptLabels() []string {
+	out := slices.Collect(maps.Keys(w.keep))
+	sort.Strings(out)
+	return out
 }
 
 // Labels returns the distinct label sets of a workload's pods; ok is false when none is known.
