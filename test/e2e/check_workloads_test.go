@@ -245,8 +245,8 @@ func TestCheckClusters(t *testing.T) {
 		checkRunPod(t, c.cp, c.db, "db", map[string]string{"app": "db"}, true)
 	}
 	st := checkStartStack(t, 1,
-		meshsim.Flow{Source: checkLegacy, Destination: meshsim.Workload{Name: "api", Namespace: "shop", App: "api", Cluster: "east"}, Rate: 3, Plaintext: true},
-		meshsim.Flow{Source: checkLegacy, Destination: meshsim.Workload{Name: "api", Namespace: "shop", App: "api", Cluster: "west"}, Rate: 3, Plaintext: true})
+		meshsim.Flow{Name: "into-east", Source: checkLegacy, Destination: meshsim.Workload{Name: "api", Namespace: "shop", App: "api", Cluster: "east"}, Rate: 3, Plaintext: true},
+		meshsim.Flow{Name: "into-west", Source: checkLegacy, Destination: meshsim.Workload{Name: "api", Namespace: "shop", App: "api", Cluster: "west"}, Rate: 3, Plaintext: true})
 	checkAwaitData(t, st.prom, `rate(istio_requests_total{destination_workload="api"}[10s]) > 0`)
 	// A Prometheus younger than a window cannot tell an idle namespace from missing data.
 	time.Sleep(checkWindow + 2*checkInterval)
