@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -284,4 +287,87 @@ func TestCheckClusters(t *testing.T) {
 		require.NotContains(t, firing, checks.AlertPlaintextAllowed+" east/shop", out)
 		require.NotContains(t, firing, checks.AlertPlaintextTraffic+" west/shop", out)
 	})
+}
+
+// checkKubeStateMetrics is what kube-state-metrics exports of three running pods, with tier
+// and app allowed by --metric-labels-allowlist: two Deployment pods with sidecars in billing,
+// one in vault.
+const checkKubeStateMetrics = `# TYPE kube_pod_labels gauge
+kube_pod_labels{namespace="billing",pod="ledger-5d8f7c9b4-x2k9p",uid="u1",label_app="ledger",label_tier="legacy",label_pod_template_hash="5d8f7c9b4"} 1
+kube_pod_labels{namespace="billing",pod="payments-6b7c8d9f5-q8w7e",uid="u2",label_app="payments",label_tier="core",label_pod_template_hash="6b7c8d9f5"} 1
+kube_pod_labels{namespace="vault",pod="secrets-7c9d5f8b6-m3n4b",uid="u3",label_app="secrets",label_pod_template_hash="7c9d5f8b6"} 1
+# TYPE kube_pod_owner gauge
+kube_pod_owner{namespace="billing",pod="ledger-5d8f7c9b4-x2k9p",uid="u1",owner_kind="ReplicaSet",owner_name="ledger-5d8f7c9b4",owner_is_controller="true"} 1
+kube_pod_owner{namespace="billing",pod="payments-6b7c8d9f5-q8w7e",uid="u2",owner_kind="ReplicaSet",owner_name="payments-6b7c8d9f5",owner_is_controller="true"} 1
+kube_pod_owner{namespace="vault",pod="secrets-7c9d5f8b6-m3n4b",uid="u3",owner_kind="ReplicaSet",owner_name="secrets-7c9d5f8b6",owner_is_controller="true"} 1
+# TYPE kube_pod_status_phase gauge
+kube_pod_status_phase{namespace="billing",pod="ledger-5d8f7c9b4-x2k9p",uid="u1",phase="Running"} 1
+kube_pod_status_phase{namespace="billing",pod="payments-6b7c8d9f5-q8w7e",uid="u2",phase="Running"} 1
+kube_pod_status_phase{namespace="vault",pod="secrets-7c9d5f8b6-m3n4b",uid="u3",phase="Running"} 1
+# TYPE kube_pod_container_info gauge
+kube_pod_container_info{namespace="billing",pod="ledger-5d8f7c9b4-x2k9p",uid="u1",container="istio-proxy"} 1
+kube_pod_container_info{namespace="billing",pod="payments-6b7c8d9f5-q8w7e",uid="u2",container="istio-proxy"} 1
+kube_pod_container_info{namespace="vault",pod="secrets-7c9d5f8b6-m3n4b",uid="u3",container="istio-proxy"} 1
+`
+
+// TestCheckKubeStateMetrics reads pod labels from kube-state-metrics' kube_pod_labels in a real
+// Prometheus when the checker reads manifests without workloads (no Kubernetes API access).
+func TestCheckKubeStateMetrics(t *testing.T) {
+	bin := meshguardBinary(t)
+	exp, err := meshsim.NewExporter(meshsim.Options{},
+		meshsim.Flow{Source: checkLegacy, Destination: meshsim.Workload{Name: "ledger", Namespace: "billing", App: "ledger"}, Rate: 4, Plaintext: true},
+		meshsim.Flow{Source: checkLegacy, Destination: meshsim.Workload{Name: "payments", Namespace: "billing", App: "payments"}, Rate: 2, Plaintext: true})
+	require.NoError(t, err)
+	mesh := httptest.NewServer(exp)
+	t.Cleanup(mesh.Close)
+	ksm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = io.WriteString(w, checkKubeStateMetrics)
+	}))
+	t.Cleanup(ksm.Close)
+	prom := harness.StartPrometheus(t, harness.PrometheusOptions{ScrapeTargets: []string{mesh.Listener.Addr().String(), ksm.Listener.Addr().String()}})
+	checkAwaitData(t, prom, `rate(istio_requests_total{destination_workload="payments"}[10s]) > 0`)
+	checkAwaitData(t, prom, `kube_pod_labels{label_tier="legacy"}`)
+	// A Prometheus younger than a window cannot tell an idle namespace from missing data.
+	time.Sleep(checkWindow + 2*checkInterval)
+
+	const policies = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: billing}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: legacy-tier
+  namespace: billing
+  annotations: {exceptions.meshguard.io/MG301: "reason=ledger clients move to mTLS in Q3; expires=2099-06-30"}
+spec:
+  selector: {matchLabels: {tier: legacy}}
+  mtls: {mode: PERMISSIVE}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: vault}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: empty}
+spec: {mtls: {mode: STRICT}}
+`
+	out, stderr, code := checkRunCLI(t, bin, "check", "--once", "-o", "json", "--prometheus-url", prom.URL(),
+		"--config-from", checkConfigDir(t, policies), "--window", checkWindow.String(), "--interval", checkInterval.String())
+	require.Equal(t, 1, code, "stderr: %s", stderr)
+	var rep checks.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	var got []string
+	for _, a := range rep.Firing {
+		got = append(got, a.Labels["alertname"]+" "+a.Labels["namespace"]+"/"+a.Labels["destination_workload"])
+	}
+	require.ElementsMatch(t, []string{
+		checks.AlertPlaintextAllowed + " billing/ledger",   // tier: legacy, from kube_pod_labels
+		checks.AlertPlaintextTraffic + " billing/payments", // tier: core
+		checks.AlertTelemetryBlind + " vault/",             // a sidecar pod, no series; empty runs no pod
+	}, got, out)
 }
