@@ -32,10 +32,19 @@ const (
 	LabelDataplaneMode = "istio.io/dataplane-mode"
 )
 
+// isGateway tells an Istio gateway or waypoint pod: injected with the gateway template
+// (inject.istio.io/templates: gateway), or deployed by Istio for a Gateway API Gateway (waypoints
+// included), which labels it with the Gateway's name.
+func isGateway(p Pod) bool {
+	_, managed := p.Labels["gateway.networking.k8s.io/gateway-name"]
+	return managed || p.Annotations["inject.istio.io/templates"] == "gateway"
+}
+
 // IdentityLabels are the pod labels WorkloadName and InMesh read, for sources that must name
 // the labels they fetch.
 func IdentityLabels() []string {
-	return []string{labelWorkloadName, "pod-template-hash", "rollouts-pod-template-hash", "deploymentconfig", LabelDataplaneMode}
+	return []string{labelWorkloadName, "pod-template-hash", "rollouts-pod-template-hash", "deploymentconfig", LabelDataplaneMode,
+		"gateway.networking.k8s.io/gateway-name"}
 }
 
 // cronJobName matches the "-<8 to 10 digit timestamp>" suffix a CronJob gives its Jobs.
@@ -76,10 +85,15 @@ func WorkloadName(p Pod) string {
 	return name
 }
 
-// InMesh tells whether a pod runs with Istio's data plane: injected with a sidecar (the
-// injector's status annotation), or enrolled in ambient by its own label or, unless it opts
-// out with istio.io/dataplane-mode=none, by its namespace's.
+// InMesh tells whether a pod is a mesh workload whose inbound traffic Istio reports: injected
+// with a sidecar (the injector's status annotation), or enrolled in ambient by its own label
+// or, unless it opts out with istio.io/dataplane-mode=none, by its namespace's. Gateways and
+// waypoints are proxies themselves, not workloads served through one: they report as the
+// source or as a waypoint, never as a destination.
 func InMesh(p Pod, namespaceLabels map[string]string) bool {
+	if isGateway(p) {
+		return false
+	}
 	if _, ok := p.Annotations[AnnotationSidecarStatus]; ok {
 		return true
 	}
@@ -97,6 +111,9 @@ func InMesh(p Pod, namespaceLabels map[string]string) bool {
 // (sidecar.istio.io/inject: "false", as a label or, in older meshes, an annotation) without
 // enrolling in ambient.
 func ManifestInMesh(p Pod) bool {
+	if isGateway(p) {
+		return false
+	}
 	if p.Labels[LabelDataplaneMode] == "ambient" {
 		return true
 	}

@@ -63,6 +63,10 @@ func TestInMeshTellsSidecarAndAmbientPodsFromOthers(t *testing.T) {
 		{"a pod of an ambient namespace is in the mesh", Pod{}, ambientNS, true},
 		{"a pod that opts out of its ambient namespace is not", Pod{Labels: map[string]string{LabelDataplaneMode: "none"}}, ambientNS, false},
 		{"a pod labelled for ambient is in the mesh in any namespace", Pod{Labels: map[string]string{LabelDataplaneMode: "ambient"}}, nil, true},
+		{"an ingress gateway injected with the gateway template reports no inbound traffic as a destination",
+			Pod{Annotations: map[string]string{AnnotationSidecarStatus: "{}", "inject.istio.io/templates": "gateway"}}, nil, false},
+		{"a waypoint Istio deployed for a Gateway is not a workload of its ambient namespace",
+			Pod{Labels: map[string]string{"gateway.networking.k8s.io/gateway-name": "waypoint"}}, ambientNS, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +81,7 @@ func TestManifestInMeshCountsEveryWorkloadThatDoesNotOptOut(t *testing.T) {
 	require.False(t, ManifestInMesh(Pod{Annotations: map[string]string{"sidecar.istio.io/inject": "false"}}), "so does the older annotation")
 	require.True(t, ManifestInMesh(Pod{Labels: map[string]string{"sidecar.istio.io/inject": "false", LabelDataplaneMode: "ambient"}}),
 		"a workload out of sidecars but in ambient is still in the mesh")
+	require.False(t, ManifestInMesh(Pod{Annotations: map[string]string{"inject.istio.io/templates": "gateway"}}), "a gateway is not")
 }
 
 const tierPolicies = `apiVersion: security.istio.io/v1
