@@ -191,7 +191,10 @@ func (e *endpointFlags) endpoint(url string, configured ...config.Endpoint) conf
 // checkConfigSource picks where the Istio objects come from: files, the cluster, or the
 // clusters of check.clusters, each through its own kubeconfig context.
 func checkConfigSource(paths []string, kubeconfig string, cfg *config.Config, kinds ...string) (checks.ConfigSource, error) {
-	clusters := cfg.Check.Clusters
+	clusters, limit := cfg.Check.Clusters, cfg.Check.Limits.MaxWorkloadLabelSets
+	if limit < 0 {
+		return nil, fmt.Errorf("check.limits.maxWorkloadLabelSets (%d) must not be negative", limit)
+	}
 	if len(paths) > 0 && kubeconfig != "" {
 		return nil, errors.New("give --config-from or --kubeconfig, not both")
 	}
@@ -212,10 +215,10 @@ func checkConfigSource(paths []string, kubeconfig string, cfg *config.Config, ki
 		if err != nil {
 			return nil, err
 		}
-		return checks.KubeStateSource{Base: src, Querier: prom}, nil
+		return checks.KubeStateSource{Base: src, Querier: prom, MaxWorkloadLabelSets: limit}, nil
 	}
 	if len(paths) > 0 {
-		src := checks.FileSource{Paths: paths, RootNamespace: cfg.RootNamespace}
+		src := checks.FileSource{Paths: paths, RootNamespace: cfg.RootNamespace, MaxWorkloadLabelSets: limit}
 		// Read once now so a wrong path is a usage error, not a degraded daemon.
 		if _, err := src.Load(context.Background()); err != nil {
 			return nil, err
@@ -231,6 +234,7 @@ func checkConfigSource(paths []string, kubeconfig string, cfg *config.Config, ki
 		if err != nil {
 			return nil, err
 		}
+		src.MaxWorkloadLabelSets = limit
 		return withKubeState(src)
 	}
 	var set checks.ClusterSet
@@ -252,7 +256,7 @@ func checkConfigSource(paths []string, kubeconfig string, cfg *config.Config, ki
 		if err != nil {
 			return nil, fmt.Errorf("check.clusters[%d] (%s): %w", i, c.Name, err)
 		}
-		src.Name = c.Name
+		src.Name, src.MaxWorkloadLabelSets = c.Name, limit
 		set.Sources = append(set.Sources, src)
 	}
 	return set, nil

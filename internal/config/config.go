@@ -147,6 +147,10 @@ type CheckLimits struct {
 	// MaxAlertsPerCycle bounds the alerts the checker holds; past it, new alerts are not raised
 	// (critical ones first, then the highest figures, are kept).
 	MaxAlertsPerCycle int `json:"maxAlertsPerCycle,omitempty"`
+	// MaxWorkloadLabelSets bounds the distinct pod label sets kept per cluster to match
+	// PeerAuthentication selectors (0: 20,000); past it, workloads fall back to telemetry's
+	// app and version labels and the alerts say so.
+	MaxWorkloadLabelSets int `json:"maxWorkloadLabelSets,omitempty"`
 }
 
 // Endpoint is an HTTP server the checker talks to, with its credentials.
