@@ -96,8 +96,10 @@ func TestCheckWorkloadLabels(t *testing.T) {
 	injected := map[string]string{"istio-injection": "enabled"}
 	cp.CreateNamespace(t, "istio-system", nil)
 	cp.CreateNamespace(t, "billing", injected)
-	cp.CreateNamespace(t, "vault", injected) // STRICT, a mesh pod, no traffic: blind
-	cp.CreateNamespace(t, "empty", injected) // STRICT, no pod: idle
+	cp.CreateNamespace(t, "vault", injected)                                                  // STRICT, a mesh pod, no traffic: blind
+	cp.CreateNamespace(t, "empty", injected)                                                  // STRICT, no pod: idle
+	cp.CreateNamespace(t, "ambient", map[string]string{"istio.io/dataplane-mode": "ambient"}) // STRICT mesh-wide, an ambient pod, no traffic: blind
+	cp.CreateNamespace(t, "plain", nil)                                                       // STRICT mesh-wide, a pod outside the mesh: nothing to confirm
 	pas := cp.Istio().SecurityV1()
 	for _, pa := range []struct {
 		ns, name string
@@ -120,6 +122,8 @@ func TestCheckWorkloadLabels(t *testing.T) {
 	checkRunPod(t, cp, "billing", "ledger", map[string]string{"app": "ledger", "tier": "legacy"}, true)
 	checkRunPod(t, cp, "billing", "payments", map[string]string{"app": "payments", "tier": "core"}, true)
 	checkRunPod(t, cp, "vault", "secrets", map[string]string{"app": "secrets"}, true)
+	checkRunPod(t, cp, "ambient", "cache", map[string]string{"app": "cache"}, false)
+	checkRunPod(t, cp, "plain", "static", map[string]string{"app": "static"}, false)
 
 	// Telemetry carries the Deployment's name and the app label, never tier.
 	ledger := meshsim.Workload{Name: "ledger", Namespace: "billing", App: "ledger"}
@@ -156,9 +160,10 @@ func TestCheckWorkloadLabels(t *testing.T) {
 		require.ElementsMatch(t, []string{checks.AlertPlaintextAllowed + "/ledger", checks.AlertPlaintextTraffic + "/payments"}, got)
 	})
 
-	t.Run("a STRICT namespace running injected pods without any series is MeshTelemetryBlind, one without pods is not", func(t *testing.T) {
+	t.Run("a STRICT namespace running injected or ambient pods without any series is MeshTelemetryBlind, one without mesh pods is not", func(t *testing.T) {
 		a := checkAwaitActive(t, st.ams, checkLabels("alertname", checks.AlertTelemetryBlind, "namespace", "vault"), checkFireWait)
 		require.Contains(t, a.Annotations["description"], "sidecar-injected or ambient pods")
+		checkAwaitActive(t, st.ams, checkLabels("alertname", checks.AlertTelemetryBlind, "namespace", "ambient"), checkFireWait)
 		last := r.checker.Last()
 		var blind []string
 		for _, a := range last.Firing {
@@ -166,7 +171,7 @@ func TestCheckWorkloadLabels(t *testing.T) {
 				blind = append(blind, a.Labels["namespace"])
 			}
 		}
-		require.Equal(t, []string{"vault"}, blind, "billing reports series; empty runs no pod")
+		require.ElementsMatch(t, []string{"ambient", "vault"}, blind, "billing reports series; empty runs no pod; plain runs none in the mesh")
 	})
 }
 
