@@ -27,7 +27,8 @@ type ClusterSource struct {
 	// Kube lists namespaces to find the ones in the mesh, and the graph's workloads; nil skips
 	// both (TelemetryBlind then only knows namespaces that hold Istio objects).
 	Kube kubernetes.Interface
-	// Meta reads the workloads' rollout records as metadata only; nil skips the workloads.
+	// Meta reads the workloads' rollout records and the running pods as metadata only; nil
+	// skips both (the mTLS checks then judge by telemetry's app and version labels).
 	Meta          metadata.Interface
 	RootNamespace string
 	// Kinds are the manifest kinds to list; default PeerAuthentication only (what `check`
