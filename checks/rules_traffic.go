@@ -7,9 +7,6 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// LabelCluster is the alert label of the destination's cluster in a multi-cluster mesh.
-const LabelCluster = "cluster"
-
 // serviceLabels identify a destination service in an alert. A host outside the mesh has no
 // namespace: the alert is not raised but counted (see Checker.Cycle).
 func serviceLabels(host, domain string) map[string]string {

@@ -92,7 +92,7 @@ entry's traffic that follows the chain; chains over --budget are marked. Both: -
 				return usageError(err)
 			}
 			var meshCfg *checks.MeshConfig
-			source, err := checkConfigSource(configFrom, kubeconfig, cfg.RootNamespace,
+			source, err := checkConfigSource(configFrom, kubeconfig, cfg,
 				manifest.KindVirtualService, manifest.KindDestinationRule)
 			switch {
 			case err != nil && (len(configFrom) > 0 || kubeconfig != ""):

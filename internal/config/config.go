@@ -106,12 +106,23 @@ type Check struct {
 	// ClusterLabels name the labels that carry the cluster of a series' two ends in a
 	// multi-cluster mesh (Istio's source_cluster and destination_cluster by default).
 	ClusterLabels ClusterLabels `json:"clusterLabels,omitempty"`
+	// Clusters are the clusters of a multi-cluster mesh, each read through its own kubeconfig
+	// context; empty reads the one cluster of --kubeconfig (or in-cluster).
+	Clusters []CheckCluster `json:"clusters,omitempty"`
 }
 
 // ClusterLabels name the source and destination cluster labels of Istio's metrics.
 type ClusterLabels struct {
 	Source      string `json:"source,omitempty"`
 	Destination string `json:"destination,omitempty"`
+}
+
+// CheckCluster is one cluster of the mesh: Name is its cluster ID, the destination_cluster
+// value of its series; an empty Kubeconfig or Context takes the default one.
+type CheckCluster struct {
+	Name       string `json:"name"`
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Context    string `json:"context,omitempty"`
 }
 
 // CheckGraph configures the service map.
@@ -145,6 +156,10 @@ type CheckLimits struct {
 	// MaxAlertsPerCycle bounds the alerts the checker holds; past it, new alerts are not raised
 	// (critical ones first, then the highest figures, are kept).
 	MaxAlertsPerCycle int `json:"maxAlertsPerCycle,omitempty"`
+	// MaxWorkloadLabelSets bounds the distinct pod label sets kept per cluster to match
+	// PeerAuthentication selectors (0: 20,000); past it, workloads fall back to telemetry's
+	// app and version labels and the alerts say so.
+	MaxWorkloadLabelSets int `json:"maxWorkloadLabelSets,omitempty"`
 }
 
 // Endpoint is an HTTP server the checker talks to, with its credentials.
