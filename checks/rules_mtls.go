@@ -328,7 +328,11 @@ func evalTelemetryBlind(ec *evalContext) []Finding {
 	// A series that names no destination cluster confirms its namespace in every cluster.
 	seen := map[string]bool{}
 	for _, s := range ec.results[SignalTelemetryPresence] {
-		seen[seriesCluster(s.Metric)+"/"+labelValue(s.Metric, "destination_workload_namespace")] = true
+		cluster := seriesCluster(s.Metric)
+		if c, ok := ec.mesh.ForCluster(cluster); ok && cluster != "" {
+			cluster = c.Cluster // a lone cluster is labelled "Kubernetes" whatever its configuration's name
+		}
+		seen[cluster+"/"+labelValue(s.Metric, "destination_workload_namespace")] = true
 	}
 	multi := len(ec.mesh.perCluster()) > 1
 	var out []Finding

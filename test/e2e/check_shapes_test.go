@@ -148,8 +148,8 @@ func TestCheckAlertsOnRealShapes(t *testing.T) {
 		require.Eventually(t, func() bool { return len(active()) > 0 }, 30*time.Second, checkPoll)
 		require.Equal(t, []string{
 			"MeshCircuitOpen shop service=payments cluster=Kubernetes response_flag=UO",
-			"MeshPlaintextAllowed partners destination_workload=gateway-v1",
-			"MeshPlaintextTraffic bookinfo destination_workload=reviews-v1",
+			"MeshPlaintextAllowed partners destination_workload=gateway-v1 cluster=Kubernetes",
+			"MeshPlaintextTraffic bookinfo destination_workload=reviews-v1 cluster=Kubernetes",
 			"MeshRetryStorm ambient service=cart cluster=east",
 			"MeshRetryStorm bookinfo service=ratings",
 			"MeshRetryStorm bookinfo service=stars cluster=Kubernetes",
