@@ -16,15 +16,14 @@ import (
 // port-level mode (see the lint rule catalogue).
 var mtlsExceptionRules = []string{"MG301", "MG302"}
 
-// destinationClusterLabel is the series label naming the cluster of the destination workload
-// (Istio's destination_cluster); its configuration judges the traffic.
-const destinationClusterLabel = "destination_cluster"
-
 // LabelCluster is the alert label naming the destination cluster.
 const LabelCluster = "cluster"
 
-// seriesCluster reads the destination cluster of a series; "" when it has none.
-func seriesCluster(m model.Metric) string { return labelValue(m, destinationClusterLabel) }
+// seriesCluster reads the destination cluster of a series (the label check.clusterLabels
+// names); "" when it has none.
+func (ec *evalContext) seriesCluster(m model.Metric) string {
+	return labelValue(m, ec.settings.ClusterLabels.Destination)
+}
 
 // plaintextFlow is plaintext traffic from one source workload into one destination workload.
 type plaintextFlow struct {
@@ -80,7 +79,7 @@ func plaintextFlows(ec *evalContext) []*plaintextFlow {
 	add := func(signal string, tcp bool) {
 		for _, s := range ec.results[signal] {
 			f := plaintextFlow{
-				cluster:      seriesCluster(s.Metric),
+				cluster:      ec.seriesCluster(s.Metric),
 				dstNamespace: labelValue(s.Metric, "destination_workload_namespace"),
 				dstWorkload:  labelValue(s.Metric, "destination_workload"),
 				app:          labelValue(s.Metric, "destination_app"),
@@ -328,7 +327,7 @@ func evalTelemetryBlind(ec *evalContext) []Finding {
 	// A series that names no destination cluster confirms its namespace in every cluster.
 	seen := map[string]bool{}
 	for _, s := range ec.results[SignalTelemetryPresence] {
-		cluster := seriesCluster(s.Metric)
+		cluster := ec.seriesCluster(s.Metric)
 		if c, ok := ec.mesh.ForCluster(cluster); ok && cluster != "" {
 			cluster = c.Cluster // a lone cluster is labelled "Kubernetes" whatever its configuration's name
 		}

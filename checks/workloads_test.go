@@ -45,7 +45,7 @@ func withPods(m *MeshConfig, pods map[[2]string]map[string]string) *MeshConfig {
 func plaintextIn(workload, cluster string) *model.Sample {
 	s := plaintextInto(2, "billing", workload, workload, "legacy", "batch")
 	if cluster != "" {
-		s.Metric[destinationClusterLabel] = model.LabelValue(cluster)
+		s.Metric[model.LabelName(testSettings().ClusterLabels.Destination)] = model.LabelValue(cluster)
 	}
 	return s
 }
@@ -129,6 +129,16 @@ func TestEachSeriesIsJudgedByItsDestinationClustersConfiguration(t *testing.T) {
 		})
 	}
 
+	t.Run("the cluster is read from the label check.clusterLabels names", func(t *testing.T) {
+		s := testSettings()
+		s.ClusterLabels.Destination = "dst_cluster"
+		row := plaintextInto(2, "billing", "ledger", "ledger", "legacy", "batch")
+		row.Metric["dst_cluster"] = "west"
+		results := map[string]model.Vector{SignalPlaintextRequests: {row}}
+		require.Equal(t, []string{"west/ledger"}, firedFor(evalRule(t, AlertPlaintextAllowed, s, m, results)))
+		require.Empty(t, evalRule(t, AlertPlaintextTraffic, s, m, results))
+	})
+
 	t.Run("a single cluster judges every series whatever cluster it names", func(t *testing.T) {
 		results := map[string]model.Vector{SignalPlaintextRequests: {plaintextIn("ledger", "Kubernetes")}}
 		traffic := evalRule(t, AlertPlaintextTraffic, testSettings(), strict, results)
@@ -176,7 +186,7 @@ spec: {mtls: {mode: STRICT}}
 		west.Workloads.Add("audit", "log", nil, true)
 		m := MergeClusters(east, west)
 		require.Equal(t, []string{"east/vault", "west/audit"},
-			blind(m, sample(1, "destination_workload_namespace", "vault", destinationClusterLabel, "west")))
+			blind(m, sample(1, "destination_workload_namespace", "vault", testSettings().ClusterLabels.Destination, "west")))
 	})
 }
 
