@@ -54,6 +54,9 @@ type Checker struct {
 	// Prometheus holds has a hole (it was down, or could not be asked), so nothing is resolved
 	// and absence-based rules raise nothing until a whole window has been seen again.
 	failedAt map[string]time.Time
+	// reused holds the last successful answer of each signal with a Refresh, and when it was
+	// asked (only the cycle goroutine touches it).
+	reused map[string]QueryResult
 
 	mu   sync.Mutex
 	last *Result
@@ -291,13 +294,27 @@ func (c *Checker) query(ctx context.Context, ts time.Time) []QueryResult {
 	out := make([]QueryResult, len(c.signals))
 	var wg sync.WaitGroup
 	for i, sig := range c.signals {
+		if r, ok := c.reused[sig.Name]; ok && sig.Refresh > 0 && ts.Sub(r.At) < sig.Refresh && !ts.Before(r.At) {
+			r.Reused = true
+			out[i] = r
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			out[i] = runQuery(ctx, c.opts.Querier, sig, ts, c.opts.QueryTimeout, c.opts.Settings.MaxSeriesPerSignal)
+			out[i].At = ts
 		}()
 	}
 	wg.Wait()
+	for i, sig := range c.signals {
+		if sig.Refresh > 0 && out[i].Err == nil && !out[i].Reused && len(out[i].Warnings) == 0 {
+			if c.reused == nil {
+				c.reused = map[string]QueryResult{}
+			}
+			c.reused[sig.Name] = out[i]
+		}
+	}
 	return out
 }
 
@@ -393,6 +410,9 @@ func (c *Checker) record(res *Result) {
 	m := c.opts.Metrics
 	m.CycleDuration.Observe(res.Duration.Seconds())
 	for _, q := range res.Queries {
+		if q.Reused {
+			continue // not asked this cycle
+		}
 		result := "success"
 		if q.Err != nil {
 			result = "error"

@@ -43,6 +43,43 @@ func newTestChecker(t *testing.T, q Querier, src ConfigSource, n *Notifier, clk 
 	return c, m
 }
 
+func TestTheCallChainsAreAskedOncePerWindow(t *testing.T) {
+	s := testSettings()
+	q := newFakeQuerier(s, stormResults())
+	clk := &clock{now: t0}
+	c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, nil, clk)
+	every := int64(len(Signals(s)))
+
+	reused := func(res *Result) []string {
+		var out []string
+		for _, r := range res.Queries {
+			if r.Reused {
+				out = append(out, r.Signal)
+			}
+		}
+		return out
+	}
+	require.Empty(t, reused(c.Cycle(context.Background())))
+	require.Equal(t, every, q.calls.Load(), "the first cycle asks every signal")
+
+	clk.advance(s.Window - time.Second)
+	require.Equal(t, []string{SignalCallChains}, reused(c.Cycle(context.Background())))
+	require.Equal(t, 2*every-1, q.calls.Load(), "within the window the call chains are not asked again")
+
+	clk.advance(time.Second)
+	require.Empty(t, reused(c.Cycle(context.Background())))
+	require.Equal(t, 3*every-1, q.calls.Load(), "a window later they are")
+
+	t.Run("a failed answer is not reused", func(t *testing.T) {
+		q.fail(errors.New("prometheus down"))
+		clk.advance(s.Window)
+		require.True(t, c.Cycle(context.Background()).Degraded())
+		q.fail(nil)
+		clk.advance(time.Second)
+		require.Empty(t, reused(c.Cycle(context.Background())), "the answer of the last cycle was an error: it is asked again")
+	})
+}
+
 func TestCheckerCycle(t *testing.T) {
 	s := testSettings()
 	q := newFakeQuerier(s, stormResults())

@@ -31,6 +31,10 @@ type ReportQuery struct {
 	Dropped    int     `json:"dropped,omitempty"`
 	DurationMs float64 `json:"durationMs"`
 	Error      string  `json:"error,omitempty"`
+	// Reused: the answer is an earlier cycle's, asked at AskedAt (the signal is asked once per
+	// window, see Signal.Refresh).
+	Reused  bool      `json:"reused,omitempty"`
+	AskedAt time.Time `json:"askedAt"`
 }
 
 // Report is the JSON document of `check --once -o json`.
@@ -76,7 +80,8 @@ func NewReport(res *Result, s Settings) *Report {
 			Signal: a.Signal, GeneratorURL: a.GeneratorURL, StartsAt: a.StartsAt()})
 	}
 	for _, q := range res.Queries {
-		rq := ReportQuery{Signal: q.Signal, Query: q.Query, Series: q.Series, Dropped: q.Dropped, DurationMs: float64(q.Duration.Microseconds()) / 1000}
+		rq := ReportQuery{Signal: q.Signal, Query: q.Query, Series: q.Series, Dropped: q.Dropped, DurationMs: float64(q.Duration.Microseconds()) / 1000,
+			Reused: q.Reused, AskedAt: q.At}
 		if q.Err != nil {
 			rq.Error = q.Err.Error()
 		}

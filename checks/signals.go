@@ -28,6 +28,9 @@ type Signal struct {
 	Query string
 	// Describes says what the query measures, for documentation and output.
 	Describes string
+	// Refresh, when set, is how long a successful answer is reused before the query runs
+	// again; zero runs it every cycle.
+	Refresh time.Duration
 }
 
 // Regular expressions of the queries. label_replace and =~ anchor them at both ends.
@@ -132,8 +135,12 @@ func Signals(s Settings) []Signal {
 			Describes: "Envoy retries / upstream requests per destination service, hosts ejected by outlier detection per outbound cluster, and the number of outbound clusters exporting stats"},
 		{Name: SignalTelemetryPresence, Query: presence("istio_requests_total") + "\nor\n" + presence("istio_tcp_connections_opened_total"),
 			Describes: "namespaces with any request or TCP series reported by a destination proxy in the window"},
+		// The costliest query of a cycle (one row per caller, service and server) answers a
+		// question that changes slowly: which call chains exist. Its rates are over the whole
+		// window anyway, so it is asked once per window, not every cycle.
 		{Name: SignalCallChains, Query: graph.TopologyQuery(s.Window, graph.ClusterLabels(s.ClusterLabels)).Query,
-			Describes: "requests per second per caller workload, service and serving workload: the call chains retry amplification follows"},
+			Describes: "requests per second per caller workload, service and serving workload: the call chains retry amplification follows (asked once per window)",
+			Refresh:   s.Window},
 	}
 }
 
