@@ -57,6 +57,7 @@ type Checker struct {
 	// reused holds the last successful answer of each signal with a Refresh, and when it was
 	// asked (only the cycle goroutine touches it).
 	reused map[string]QueryResult
+	amp    amplificationMemo
 
 	mu   sync.Mutex
 	last *Result
@@ -197,7 +198,11 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 	if v, ok := results[SignalEnvoyStats]; ok {
 		res.EnvoyStats = envoyStatsOf(v)
 	}
-	ec := &evalContext{now: ts, settings: c.opts.Settings, results: results, mesh: c.meshCfg}
+	asked := map[string]time.Time{}
+	for _, q := range res.Queries {
+		asked[q.Signal] = q.At
+	}
+	ec := &evalContext{now: ts, settings: c.opts.Settings, results: results, mesh: c.meshCfg, asked: asked, memo: &c.amp}
 	completes := make([]bool, len(c.rules))
 	var found []*Alert
 	for i, r := range c.rules {

@@ -126,6 +126,24 @@ func chainResults() map[string]model.Vector {
 	}}
 }
 
+func TestRetryAmplificationIsJudgedOncePerCallChainsAnswer(t *testing.T) {
+	const noRetries = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: shop}
+spec:
+  hosts: [ratings]
+  http: [{route: [{destination: {host: ratings}}], retries: {attempts: 0}}]
+`
+	memo := &amplificationMemo{}
+	eval := func(config string, asked time.Time) []Finding {
+		return evalRetryAmplification(&evalContext{now: t0, settings: testSettings(), results: chainResults(),
+			mesh: meshFrom(t, config), asked: map[string]time.Time{SignalCallChains: asked}, memo: memo})
+	}
+	require.Len(t, eval(meshStrict, t0), 1)
+	require.Len(t, eval(noRetries, t0), 1, "the same answer of the call chains: the judgement is kept")
+	require.Empty(t, eval(noRetries, t0.Add(time.Minute)), "a new answer is judged again, with the configuration of the time")
+}
+
 func TestRetryAmplificationRaisesTheChainsOverTheBudget(t *testing.T) {
 	const ratingsWithoutRetries = `apiVersion: networking.istio.io/v1
 kind: VirtualService

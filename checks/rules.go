@@ -124,6 +124,18 @@ type evalContext struct {
 	settings Settings
 	results  map[string]model.Vector // by signal; absent when the query failed
 	mesh     *MeshConfig
+	// asked is when each signal's answer was asked for (earlier than now when it is reused).
+	asked map[string]time.Time
+	// memo keeps the retry amplification findings of the call chains answer they came from;
+	// nil evaluates every time.
+	memo *amplificationMemo
+}
+
+// amplificationMemo is the last retry amplification judgement and the time its call chains
+// were asked.
+type amplificationMemo struct {
+	at       time.Time
+	findings []Finding
 }
 
 // reservedLabel tells whether a label is set by the checker itself.

@@ -17,7 +17,24 @@ const SignalCallChains = graph.QueryTopology
 // evalRetryAmplification follows the observed call chains with the retries Istio applies at
 // each hop, and finds those whose worst case exceeds the budget. A chain is reported up to its
 // first service over the budget, so the chains that go on from there are one alert, not one each.
+//
+// The chains are asked once per window (Signal.Refresh); while their answer is reused, so is
+// this judgement (building the graph of a large mesh is most of a cycle's own work), and a
+// VirtualService's new retries show in it within one window.
 func evalRetryAmplification(ec *evalContext) []Finding {
+	asked := ec.asked[SignalCallChains]
+	keep := ec.memo != nil && ec.mesh != nil && !asked.IsZero()
+	if keep && ec.memo.at.Equal(asked) {
+		return ec.memo.findings
+	}
+	out := judgeAmplification(ec)
+	if keep {
+		ec.memo.at, ec.memo.findings = asked, out
+	}
+	return out
+}
+
+func judgeAmplification(ec *evalContext) []Finding {
 	s := ec.settings
 	g := graph.Build(map[string]model.Vector{graph.QueryTopology: ec.results[SignalCallChains]},
 		graph.Options{Index: ec.mesh.index(s.RootNamespace, s.domain()), Window: s.Window, At: ec.now,
