@@ -95,6 +95,8 @@ func (r req) review(t testing.TB) []byte {
 		g, v, _ := strings.Cut(m.APIVersion, "/")
 		if ar.Kind.Kind == "" {
 			ar.Kind = metav1.GroupVersionKind{Group: g, Version: v, Kind: m.Kind}
+			// As the API server names it: the kind's plural, in lower case.
+			ar.Resource = metav1.GroupVersionResource{Group: g, Version: v, Resource: strings.ToLower(m.Kind) + "s"}
 		}
 		if ar.Namespace == "" {
 			ar.Namespace = m.Metadata.Namespace

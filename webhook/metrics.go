@@ -31,6 +31,7 @@ type Metrics struct {
 	panics           prometheus.Counter
 	reloads          *prometheus.CounterVec
 	inventory        *prometheus.GaugeVec
+	istiodValidation *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -67,9 +68,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "meshguard_webhook_inventory_objects",
 			Help: "Objects in the webhook's inventory cache, by kind.",
 		}, []string{"kind"}),
+		istiodValidation: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshguard_webhook_istiod_validation_total",
+			Help: "Reviewed objects by who ran istiod's validation: meshguard (run), or istiod's own validating webhook, which fails closed and is sure to see them (left_to_istiod).",
+		}, []string{"by"}),
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.findings, m.evaluationErrors, m.panics, m.reloads, m.inventory} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.findings, m.evaluationErrors, m.panics, m.reloads, m.inventory, m.istiodValidation} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

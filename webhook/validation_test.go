@@ -5,8 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 )
 
 // TestTheClusterValidationRunsBeforeTheRules: what the Istio CRD schema or istiod refuses is
@@ -59,6 +62,46 @@ func TestTheClusterValidationRunsBeforeTheRules(t *testing.T) {
 			for _, w := range tt.warnings {
 				require.Contains(t, strings.Join(resp.Warnings, "\n"), w)
 			}
+		})
+	}
+}
+
+// TestIstiodsChecksAreLeftToIstiodsOwnWebhook: where istiod's validating webhook fails closed,
+// the object it refuses is not refused a second time by meshguard (webhook.istiodValidation:
+// auto), while meshguard's own rules still judge it; with "always", or while istiod's webhook
+// fails open, meshguard runs istiod's checks itself.
+func TestIstiodsChecksAreLeftToIstiodsOwnWebhook(t *testing.T) {
+	// retryOn with a space: only istiod's validation refuses it among the checks the webhook runs.
+	const spaced = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: cart, namespace: shop}\nspec:\n  hosts: [cart]\n  http:\n  - route: [{destination: {host: cart}}]\n    timeout: 5s\n    retries: {attempts: 2, perTryTimeout: 1s, retryOn: \"5xx, connect-failure\"}\n"
+	tests := []struct {
+		name     string
+		config   string
+		policy   admissionregistrationv1.FailurePolicyType
+		istiodMG bool
+	}{
+		{"istiod's webhook fails closed: its refusal is left to it", "", admissionregistrationv1.Fail, false},
+		{"istiod's webhook fails open: meshguard refuses too", "", admissionregistrationv1.Ignore, true},
+		{"always: meshguard refuses too", "webhook: {istiodValidation: always}\n", admissionregistrationv1.Fail, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, tt.config, meshStrict, cartDR)
+			f.handler.Istiod = NewIstiodWebhooks(logr.Discard())
+			f.handler.Istiod.Set(istiodValidator(tt.policy))
+			resp := f.send(t, req{op: admissionv1.Create, object: spaced})
+			by := "run"
+			if !tt.istiodMG {
+				by = "left_to_istiod"
+			}
+			var m dto.Metric
+			require.NoError(t, f.metrics.istiodValidation.WithLabelValues(by).Write(&m))
+			require.Equal(t, 1.0, m.GetCounter().GetValue(), "counted as %s", by)
+			if !tt.istiodMG {
+				require.True(t, resp.Allowed, "istiod's webhook refuses it, meshguard has nothing of its own: %+v", resp.Result)
+				return
+			}
+			require.False(t, resp.Allowed)
+			require.Contains(t, resp.Result.Message, "MG001 spec: istiod: ")
 		})
 	}
 }

@@ -145,9 +145,24 @@ func serve(ctx context.Context, f *serveFlags) error {
 	if err := inv.Watch(ctx, mgr.GetCache(), mgr.GetRESTMapper(), kinds); err != nil {
 		return err
 	}
+	// Where istiod's own validating webhook fails closed, its checks are left to it
+	// (webhook.istiodValidation: auto). Without the right to watch webhook configurations,
+	// meshguard cannot know, and runs them.
+	var istiod *webhook.IstiodWebhooks
+	switch ok, err := cluster.MayWatch(ctx, restCfg, "admissionregistration.k8s.io", "validatingwebhookconfigurations"); {
+	case err != nil:
+		return err
+	case ok:
+		istiod = webhook.NewIstiodWebhooks(log.WithName("istiod-webhook"))
+		if err := istiod.Watch(ctx, mgr.GetCache()); err != nil {
+			return err
+		}
+	default:
+		log.Info("may not list and watch validatingwebhookconfigurations: istiod's validation runs in meshguard too")
+	}
 	// GetWebhookServer, not the server variable: it is what adds the server to the manager.
 	mgr.GetWebhookServer().Register(webhook.Path, webhook.NewHTTPHandler(&webhook.Handler{
-		Rules: rules, Inventory: inv, Metrics: metrics, Log: log.WithName("admission"),
+		Rules: rules, Inventory: inv, Metrics: metrics, Log: log.WithName("admission"), Istiod: istiod,
 	}))
 	if err := mgr.Add(reloader); err != nil {
 		return fmt.Errorf("add config reloader: %w", err)

@@ -83,7 +83,18 @@ type Webhook struct {
 	// MaxInFlightBytes bounds the request bodies of the reviews in flight, taken before a body
 	// is read: a decoded object holds up to ~30 times its JSON size, so this bounds memory.
 	MaxInFlightBytes int64 `json:"maxInFlightBytes,omitempty"`
+	// IstiodValidation says when the webhook runs istiod's own validation of an object:
+	// "auto" (leave it to istiod's validating webhook where the cluster has one that fails
+	// closed and is sure to see the object, which refuses the same objects with the same
+	// words) or "always".
+	IstiodValidation string `json:"istiodValidation,omitempty"`
 }
+
+// Values of Webhook.IstiodValidation.
+const (
+	IstiodValidationAuto   = "auto"
+	IstiodValidationAlways = "always"
+)
 
 // Check configures the runtime checker.
 type Check struct {
@@ -234,6 +245,7 @@ func Default() *Config {
 			MaxRequestBytes:      3 << 20,
 			MaxConcurrentReviews: 64,
 			MaxInFlightBytes:     6 << 20,
+			IstiodValidation:     IstiodValidationAuto,
 		},
 		Check: Check{
 			Interval:       Duration{30 * time.Second},
@@ -293,6 +305,11 @@ func (c *Config) Validate() error {
 	case "allow", "deny":
 	default:
 		errs = append(errs, fmt.Errorf("webhook.failurePolicy: %q is not allow or deny", c.Webhook.FailurePolicy))
+	}
+	switch c.Webhook.IstiodValidation {
+	case IstiodValidationAuto, IstiodValidationAlways:
+	default:
+		errs = append(errs, fmt.Errorf("webhook.istiodValidation: %q is not auto or always", c.Webhook.IstiodValidation))
 	}
 	for id, r := range c.Rules {
 		switch r.Severity {

@@ -465,6 +465,8 @@ func TestRBAC(t *testing.T) {
 			"security.istio.io":   {"authorizationpolicies", "peerauthentications"},
 			"telemetry.istio.io":  {"telemetries"},
 			"":                    {"namespaces", "services"},
+			// istiod's validating webhook, to know where its checks are left to it.
+			"admissionregistration.k8s.io": {"validatingwebhookconfigurations"},
 		},
 		"checker": {
 			"apps":                {"controllerrevisions", "daemonsets", "deployments", "replicasets", "statefulsets"},

@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshguard/meshguard/test/harness"
 )
@@ -92,10 +94,10 @@ func TestLoad(t *testing.T) {
 		name, url, pprof string
 		proc             *harness.Process
 	}
-	port, probe, pprof := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
+	port, probe, pprof, metrics := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	mg := harness.StartProcess(t, "meshguard-serve", meshguard, "serve",
 		"--kubeconfig="+cp.KubeconfigPath(), "--cert-dir="+certDir, "--port="+strconv.Itoa(port),
-		"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics), fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
 		fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprof))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	require.NoError(t, mg.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)))
@@ -134,6 +136,9 @@ func TestLoad(t *testing.T) {
 		t.Logf("p99 meshguard / floor at %v/s (0: as fast as possible), per round %s: median %.2fx",
 			rate, formatRatios(ratios[rate]), median(ratios[rate]))
 	}
+	// Who ran istiod's validation of the reviews: the figures mean a cluster with istiod's
+	// webhook only if meshguard saw it.
+	t.Logf("meshguard: %s", istiodValidationCounts(fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)))
 	for _, s := range servers {
 		logMemory(t, s.name, s.proc.Pid())
 		require.NoError(t, s.proc.Stop())
@@ -160,6 +165,26 @@ func median(rs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// istiodValidationCounts reads meshguard_webhook_istiod_validation_total from the metrics page.
+func istiodValidationCounts(url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "meshguard_webhook_istiod_validation_total{") {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, ", ")
 }
 
 // writeRaw writes each request's due time and latency, in microseconds, as CSV.
@@ -246,6 +271,33 @@ func seed(t *testing.T, cp *harness.ControlPlane) {
 		_, err = dyn.Resource(gvr).Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{})
 		require.NoError(t, err, "create %s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
 	}
+	if os.Getenv("MESHGUARD_LOADTEST_ISTIOD") == "0" {
+		return
+	}
+	// The cluster meshguard is for runs Istio, whose install registers istiod's validating
+	// webhook and makes it fail closed once istiod is ready (istiod-default-validator): there
+	// meshguard leaves istiod's checks to it. Registered after the objects above, and no object
+	// is written through this API server after it, so nothing calls the absent istiod.
+	// MESHGUARD_LOADTEST_ISTIOD=0 measures a cluster without it.
+	kube, err := kubernetes.NewForConfig(cp.Config())
+	require.NoError(t, err)
+	path, fail, none := "/validate", admissionregistrationv1.Fail, admissionregistrationv1.SideEffectClassNone
+	_, err = kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "istiod-default-validator"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name: "validation.istio.io",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{
+				Service: &admissionregistrationv1.ServiceReference{Name: "istiod", Namespace: "istio-system", Path: &path},
+			},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule: admissionregistrationv1.Rule{APIGroups: []string{"security.istio.io", "networking.istio.io", "telemetry.istio.io"},
+					APIVersions: []string{"*"}, Resources: []string{"*"}},
+			}},
+			FailurePolicy: &fail, SideEffects: &none, AdmissionReviewVersions: []string{"v1"},
+		}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
 }
 
 // waitTLS polls url over TLS until it answers 200.
