@@ -171,11 +171,15 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 	results := map[string]model.Vector{}
 	holes := map[string]bool{}
 	for _, q := range res.Queries {
-		if q.Err != nil {
+		if q.Err != nil && !errors.Is(q.Err, ErrPartialResponse) {
 			c.failedAt[q.Signal] = ts
 			continue
 		}
 		results[q.Signal] = q.Vector
+		// A partial answer may raise alerts; what it lacks resolves nothing.
+		if q.Err != nil {
+			holes[q.Signal] = true
+		}
 		// What was cut off is missing data: it must neither resolve alerts nor raise absence.
 		if q.Dropped > 0 {
 			holes[q.Signal] = true

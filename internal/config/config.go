@@ -103,6 +103,30 @@ type Check struct {
 	Limits CheckLimits `json:"limits,omitempty"`
 	// Graph configures the service map (`meshguard graph`, and /graph of the daemon).
 	Graph CheckGraph `json:"graph,omitempty"`
+	// PartialResponse is sent to Prometheus as Thanos' partial_response parameter (unset: the
+	// backend's default). true: Thanos answers with what the stores it reached hold, plus
+	// warnings; false: it fails the query instead. Either way a partial answer resolves nothing
+	// and the cycle is degraded.
+	PartialResponse *bool `json:"partialResponse,omitempty"`
+	// LeaderElection lets several replicas run with one sending to Alertmanager.
+	LeaderElection LeaderElection `json:"leaderElection,omitempty"`
+}
+
+// LeaderElection configures the checker replicas' election on a coordination.k8s.io Lease.
+// Every replica queries and serves /metrics and /readyz; only the leader sends alerts, and a new
+// leader first reads the firing alerts back from Alertmanager. The durations follow client-go's
+// leaderelection: a dead leader is replaced within LeaseDuration plus RetryPeriod.
+type LeaderElection struct {
+	Enabled bool `json:"enabled,omitempty"`
+	// LeaseName and LeaseNamespace name the Lease (namespace default: $POD_NAMESPACE).
+	LeaseName      string `json:"leaseName,omitempty"`
+	LeaseNamespace string `json:"leaseNamespace,omitempty"`
+	// LeaseDuration is how long followers wait after the last renewal before taking over;
+	// RenewDeadline how long the leader keeps retrying a renewal before it stops sending;
+	// RetryPeriod the time between two attempts.
+	LeaseDuration Duration `json:"leaseDuration,omitempty"`
+	RenewDeadline Duration `json:"renewDeadline,omitempty"`
+	RetryPeriod   Duration `json:"retryPeriod,omitempty"`
 }
 
 // CheckGraph configures the service map.
@@ -145,6 +169,11 @@ type Endpoint struct {
 	BearerTokenFile string     `json:"bearerTokenFile,omitempty"`
 	BasicAuth       *BasicAuth `json:"basicAuth,omitempty"`
 	TLS             *TLS       `json:"tls,omitempty"`
+	// Headers are sent with every request, e.g. X-Scope-OrgID for a Mimir or Cortex tenant;
+	// HeaderFiles take a header's value from a file, read on each request like a token file.
+	// Their values are secrets: they are never logged.
+	Headers     map[string]string `json:"headers,omitempty"`
+	HeaderFiles map[string]string `json:"headerFiles,omitempty"`
 }
 
 // BasicAuth holds basic-auth credentials.
@@ -223,6 +252,10 @@ func Default() *Config {
 			Graph: CheckGraph{Health: GraphHealth{ErrorRateWarning: 0.005, ErrorRateCritical: 0.01,
 				P99Warning: Duration{500 * time.Millisecond}, P99Critical: Duration{time.Second}},
 				TeamKeys: []string{"team"}, TierKeys: []string{"tier"}},
+			// client-go's defaults for controllers: a dead leader is replaced within ~17 s,
+			// well inside the 4 intervals a firing alert stays valid in Alertmanager.
+			LeaderElection: LeaderElection{LeaseName: "meshguard-checker", LeaseDuration: Duration{15 * time.Second},
+				RenewDeadline: Duration{10 * time.Second}, RetryPeriod: Duration{2 * time.Second}},
 		},
 	}
 }
@@ -303,6 +336,12 @@ func (c *Config) Validate() error {
 	}
 	if slices.Contains(c.Check.Graph.TeamKeys, "") || slices.Contains(c.Check.Graph.TierKeys, "") {
 		errs = append(errs, errors.New("check.graph.teamKeys and check.graph.tierKeys: a key must not be empty"))
+	}
+	if le := c.Check.LeaderElection; le.Enabled {
+		if le.LeaseName == "" || le.RetryPeriod.Duration <= 0 || le.RenewDeadline.Duration <= le.RetryPeriod.Duration ||
+			le.LeaseDuration.Duration <= le.RenewDeadline.Duration {
+			errs = append(errs, errors.New("check.leaderElection: want a leaseName and leaseDuration > renewDeadline > retryPeriod > 0"))
+		}
 	}
 	return errors.Join(errs...)
 }
