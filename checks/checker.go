@@ -29,6 +29,9 @@ type Options struct {
 	// Notifier receives the alerts due each cycle; nil sends nothing (`check --once` without
 	// Alertmanagers).
 	Notifier *Notifier
+	// MaySend tells whether this replica sends alerts (nil: always). A follower in a leader
+	// election evaluates all the same; its alerts are neither marked sent nor handed over.
+	MaySend func() bool
 	// Clock is the evaluation time of each cycle (default time.Now). Tests inject a fixed time
 	// to query backfilled data.
 	Clock func() time.Time
@@ -234,7 +237,9 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 		c.buildPage(ctx, ts)
 	}
 
-	res.Sent = c.tracker.Due(ts, c.opts.Settings.Interval)
+	if c.opts.MaySend == nil || c.opts.MaySend() {
+		res.Sent = c.tracker.Due(ts, c.opts.Settings.Interval)
+	}
 	res.Firing = c.tracker.Firing()
 	res.Duration = time.Since(start)
 	// The result is published before any alert leaves: whoever sees an alert in Alertmanager

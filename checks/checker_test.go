@@ -307,3 +307,26 @@ func TestReportFormats(t *testing.T) {
 	require.NoError(t, WriteReport(&b, &Report{Window: "5m"}, "text"))
 	require.True(t, strings.HasPrefix(b.String(), "No alerts"))
 }
+
+// TestCheckerMaySend: a follower evaluates but neither sends nor marks alerts sent, so that when
+// it starts sending every alert it holds goes out.
+func TestCheckerMaySend(t *testing.T) {
+	s := testSettings()
+	am := newFakeAM(t)
+	n, _ := testNotifier(t, endpoint(am.URL()))
+	clk := &clock{now: t0}
+	var may bool
+	c, err := New(Options{Settings: s, Querier: newFakeQuerier(s, stormResults()), Config: StaticSource{meshFrom(t, meshStrict)},
+		Notifier: n, Clock: clk.Now, MaySend: func() bool { return may }})
+	require.NoError(t, err)
+	res := c.Cycle(context.Background())
+	require.Len(t, res.Firing, 2)
+	require.Empty(t, res.Sent)
+	may = true
+	clk.advance(s.Interval)
+	res = c.Cycle(context.Background())
+	require.Len(t, res.Sent, 2)
+	require.Equal(t, t0, res.Sent[0].StartsAt(), "first seen while following")
+	flush(t, n)
+	require.Len(t, am.received(), 2)
+}
