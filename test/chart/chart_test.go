@@ -459,6 +459,13 @@ func TestPods(t *testing.T) {
 		pdb := typed[policyv1.PodDisruptionBudget](t, r.one(t, "PodDisruptionBudget", "guard-webhook"))
 		require.Equal(t, intstr.FromInt32(2), *pdb.Spec.MinAvailable)
 		require.Nil(t, pdb.Spec.MaxUnavailable)
+		checkers := typed[appsv1.Deployment](t, r.one(t, "Deployment", "guard-checker"))
+		require.EqualValues(t, 3, *checkers.Spec.Replicas)
+		spread := checkers.Spec.Template.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+		require.Len(t, spread, 1)
+		require.True(t, selects(spread[0].LabelSelector.MatchLabels, checkers.Spec.Template.Labels))
+		require.Equal(t, intstr.FromInt32(2), *typed[policyv1.PodDisruptionBudget](t, r.one(t, "PodDisruptionBudget", "guard-checker")).Spec.MaxUnavailable)
+		require.Equal(t, "guard-checker", renderedConfig(t, r).Check.LeaderElection.LeaseName)
 
 		r = render(t, "extra-config.yaml")
 		checker := typed[appsv1.Deployment](t, r.one(t, "Deployment", "meshguard-checker"))
