@@ -23,10 +23,14 @@ const restoreTimeout = 10 * time.Second
 
 // Gate tells the checker whether it may send (checks.Options.MaySend). Run opens it once this
 // replica leads and has read the firing alerts back, and closes it the moment it stops leading.
-type Gate struct{ open atomic.Bool }
+type Gate struct {
+	open     atomic.Bool
+	election *Election
+}
 
-// Open tells whether alerts may be sent.
-func (g *Gate) Open() bool { return g.open.Load() }
+// Open tells whether alerts may be sent: the gate is open and, in an election, the lease is
+// still fresh.
+func (g *Gate) Open() bool { return g.open.Load() && (g.election == nil || g.election.valid()) }
 
 // Options configure Run.
 type Options struct {
@@ -81,6 +85,7 @@ func Run(ctx context.Context, o Options) error {
 		leading.Store(true)
 		close(electionDone)
 	} else {
+		o.Gate.election = o.Election
 		go func() {
 			defer close(electionDone)
 			o.Election.run(electionCtx, func(l bool) {

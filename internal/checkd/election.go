@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +24,17 @@ import (
 type Election struct {
 	cfg    leaderelection.LeaderElectionConfig
 	logger *slog.Logger
+	// current is the elector of the running campaign.
+	current atomic.Pointer[leaderelection.LeaderElector]
+}
+
+// valid tells whether the last Lease record this replica saw names it and was renewed within
+// the lease duration. A leader that was paused (a stopped process, a frozen node) goes on
+// believing it leads until its renewal gives up, up to renewDeadline later; it must not send
+// meanwhile, since a successor may already lead.
+func (e *Election) valid() bool {
+	le := e.current.Load()
+	return le != nil && le.IsLeader() && le.Check(0) == nil
 }
 
 // NewElection prepares the election on the Lease that le names (namespace: le's, else
@@ -102,6 +114,7 @@ func (e *Election) run(ctx context.Context, leading func(bool)) {
 			e.logger.Error("leader election", "err", err)
 			return
 		}
+		e.current.Store(le)
 		le.Run(ctx)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -236,6 +237,35 @@ func TestCheckHA(t *testing.T) {
 	after := checkActiveAlerts(t, st.ams[1], plainLabels)
 	require.Len(t, after, 1)
 	require.True(t, starts[st.ams[1].URL()+checks.AlertPlaintextTraffic].Equal(checkStartsAt(after[0])))
+	require.Empty(t, st.receiver.Alerts(harness.AlertResolved, plainLabels))
+
+	// A leader that is frozen (SIGSTOP) past its lease is replaced; thawed, it learns it lost
+	// the Lease and sends nothing in between, though its ticker fires at once.
+	require.NoError(t, follower.proc.Start())
+	require.NoError(t, follower.proc.WaitHTTP(context.Background(), follower.base+"/healthz"))
+	frozen := leader
+	require.Eventually(t, func() bool { return frozen.metric(t, "meshguard_check_alertmanager_alerts_sent_total") > 0 }, checkFireWait, checkPoll)
+	require.NoError(t, syscall.Kill(frozen.proc.Pid(), syscall.SIGSTOP))
+	// Its log is written unbuffered: what follows this offset comes after the thaw.
+	st0, err := os.Stat(frozen.proc.LogPath())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return haHolder(t, cp) == follower.name }, checkFireWait, checkPoll, "the follower takes over from the frozen leader")
+	require.Eventually(t, func() bool { return follower.metric(t, "meshguard_check_alertmanager_alerts_sent_total") > 0 }, checkFireWait, checkPoll)
+	require.NoError(t, syscall.Kill(frozen.proc.Pid(), syscall.SIGCONT))
+	cycle := regexp.MustCompile(`msg="check cycle" firing=\d+ sent=(\d+)`)
+	var thawed string
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(frozen.proc.LogPath())
+		require.NoError(t, err)
+		thawed = string(b[st0.Size():])
+		return frozen.metric(t, "meshguard_check_leader") == 0 && strings.Contains(thawed, "not leading any more") && cycle.MatchString(thawed)
+	}, checkFireWait, checkPoll, "thawed, it follows")
+	for _, m := range cycle.FindAllStringSubmatch(thawed, -1) {
+		require.Equal(t, "0", m[1], "a stale leader sends nothing, not even in the cycle its thaw fires at once:\n%s", thawed)
+	}
+	after = checkActiveAlerts(t, st.ams[0], plainLabels)
+	require.Len(t, after, 1)
+	require.True(t, starts[st.ams[0].URL()+checks.AlertPlaintextTraffic].Equal(checkStartsAt(after[0])))
 	require.Empty(t, st.receiver.Alerts(harness.AlertResolved, plainLabels))
 	t.Logf("leader killed: Lease taken over after %s, first send by the new leader after %s (alerts valid %s); "+
 		"clean stop: Lease handed over after %s", tookLease.Round(time.Millisecond), firstSend.Round(time.Millisecond),
