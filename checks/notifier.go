@@ -144,9 +144,10 @@ func (n *Notifier) Queued() map[string]int {
 	return out
 }
 
-// Drop forgets every queued alert update and returns how many it dropped (counted in
-// alertmanager_alerts_dropped_total). A replica that lost the leadership drops its queue: the
-// new leader sends the current state, and a stale update delivered after it would undo it.
+// Drop forgets every queued alert update and returns how many it dropped. A replica that lost
+// the leadership drops its queue: the new leader sends the current state, and a stale update
+// delivered after it would undo it. Nothing is lost, so alertmanager_alerts_dropped_total (a
+// full queue) does not count them.
 func (n *Notifier) Drop() int {
 	total := 0
 	for _, s := range n.senders {
@@ -154,7 +155,6 @@ func (n *Notifier) Drop() int {
 		dropped := len(s.pending)
 		clear(s.pending)
 		s.mu.Unlock()
-		s.opts.Metrics.AMDropped.WithLabelValues(s.url).Add(float64(dropped))
 		s.opts.Metrics.AMQueueLength.WithLabelValues(s.url).Set(0)
 		total += dropped
 	}
