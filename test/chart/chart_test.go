@@ -755,7 +755,7 @@ func TestMonitoring(t *testing.T) {
 		require.ElementsMatch(t, []string{
 			"MeshguardWebhookDown", "MeshguardWebhookErrorRate", "MeshguardWebhookEvaluationErrors", "MeshguardWebhookPanics",
 			"MeshguardWebhookConfigReloadFailing", "MeshguardCheckerDown", "MeshguardCheckerDegraded",
-			"MeshguardCheckerAlertmanagerSendErrors", "MeshguardCheckerAlertsDropped", "MeshguardWebhookSlow",
+			"MeshguardCheckerAlertmanagerSendErrors", "MeshguardCheckerAlertsDropped", "MeshguardWebhookSlow", "MeshguardCheckerNoLeader",
 		}, alerts)
 
 		dir := t.TempDir()
