@@ -1087,6 +1087,7 @@ func TestKubeAPIServerAcceptsChart(t *testing.T) {
 		require.NoError(t, err, out)
 		require.Contains(t, out, "STATUS: deployed")
 		require.Contains(t, out, `Admission webhook "validate.meshguard.io" (2 replicas, failurePolicy Fail, enforcement deny)`, "NOTES")
+		require.Contains(t, out, "2 replicas check; the one holding the Lease meshguard-checker sends", "NOTES")
 
 		ctx, cancel := context.WithTimeout(context.Background(), kubeTimeout)
 		defer cancel()
