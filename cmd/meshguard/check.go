@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/internal/checkd"
@@ -315,6 +316,8 @@ func runCheckDaemon(ctx context.Context, f *checkFlags, setup *checkSetup, logge
 		if election, err = checkd.NewElection(rc, le, f.checkerNamespace, setup.settings.Interval, logger); err != nil {
 			return usageError(err)
 		}
+		// client-go's leader election logs through klog: keep one format and level on stderr.
+		klog.SetSlogLogger(logger)
 	}
 	gate := &checkd.Gate{}
 	checker, err := checks.New(checks.Options{Settings: setup.settings, Querier: setup.querier, Config: setup.source,
