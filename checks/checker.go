@@ -524,7 +524,10 @@ func (c *Checker) Restore(ctx context.Context) (int, error) {
 	}
 	var ours []*Alert
 	for _, a := range alerts {
-		if a.Labels[LabelRule] != "" {
+		// Another checker may watch other namespaces (an ad hoc --once, say): what this one
+		// does not watch it would resolve for want of data, so it leaves those alone.
+		own := a.Name() == AlertCheckerDegraded || a.Name() == AlertCheckerOverLimit
+		if a.Labels[LabelRule] != "" && (own || c.opts.Settings.watches(a.Labels[LabelNamespace])) {
 			ours = append(ours, a)
 		}
 	}

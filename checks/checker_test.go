@@ -330,3 +330,29 @@ func TestCheckerMaySend(t *testing.T) {
 	flush(t, n)
 	require.Len(t, am.received(), 2)
 }
+
+// TestCheckerRestoresOnlyWhatItWatches: a checker narrowed to some namespaces leaves the alerts
+// of the others in Alertmanager alone instead of resolving them.
+func TestCheckerRestoresOnlyWhatItWatches(t *testing.T) {
+	s := testSettings()
+	am := newFakeAM(t)
+	n, _ := testNotifier(t, endpoint(am.URL()))
+	q := newFakeQuerier(s, stormResults())
+	clk := &clock{now: time.Now().Truncate(time.Second)}
+	c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, n, clk)
+	c.Cycle(context.Background())
+	require.Eventually(t, func() bool { return len(am.received()) == 2 }, 5*time.Second, 10*time.Millisecond)
+
+	narrow := testSettings()
+	narrow.Include, narrow.ExtraLabels, narrow.CheckerNamespace = []string{"shop"}, map[string]string{"cluster": "prod"}, "meshguard"
+	n2, _ := testNotifier(t, endpoint(am.URL()))
+	c2, err := New(Options{Settings: narrow, Querier: newFakeQuerier(narrow, nil), Config: StaticSource{meshFrom(t, meshStrict)}, Notifier: n2})
+	require.NoError(t, err)
+	restored, err := c2.Restore(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, restored, "both alerts are in bookinfo, which this checker does not watch")
+	res := c2.Cycle(context.Background())
+	for _, a := range res.Sent {
+		require.NotEqual(t, "bookinfo", a.Labels[LabelNamespace], "nothing of bookinfo is resolved: %v", a.Labels)
+	}
+}
