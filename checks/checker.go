@@ -57,6 +57,9 @@ type Checker struct {
 	// Prometheus holds has a hole (it was down, or could not be asked), so nothing is resolved
 	// and absence-based rules raise nothing until a whole window has been seen again.
 	failedAt map[string]time.Time
+	// reused holds the last successful answer of each signal with a Refresh, and when it was
+	// asked (only the cycle goroutine touches it).
+	reused map[string]QueryResult
 
 	mu   sync.Mutex
 	last *Result
@@ -77,6 +80,12 @@ type Result struct {
 	AlertsOverLimit int `json:"alertsOverLimit,omitempty"`
 	// ConfigErr is the error reading the mesh configuration, if any.
 	ConfigErr error `json:"-"`
+	// Unattributed counts, by alert name, what a rule found but could not give a namespace (a
+	// PassthroughCluster call, a host:port or "unknown" destination): it is not raised, since
+	// Alertmanager routes by namespace, but it is counted and reported.
+	Unattributed map[string]int `json:"unattributed,omitempty"`
+	// EnvoyStats says whether the clients export Envoy's cluster stats; nil when its query failed.
+	EnvoyStats *EnvoyStats `json:"envoyClusterStats,omitempty"`
 	// Recovering lists the signals whose data has a hole in the window (a recent failure, or a
 	// Prometheus that started less than a window ago): their alerts are not resolved yet.
 	Recovering []string `json:"recovering,omitempty"`
@@ -158,7 +167,7 @@ func (c *Checker) Signals() []Signal { return append([]Signal(nil), c.signals...
 func (c *Checker) Cycle(ctx context.Context) *Result {
 	start := time.Now()
 	ts := c.opts.Clock()
-	res := &Result{EvaluatedAt: ts}
+	res := &Result{EvaluatedAt: ts, Unattributed: map[string]int{}}
 
 	cfg, err := c.opts.Config.Load(ctx)
 	if err != nil {
@@ -192,6 +201,9 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 			res.Recovering = append(res.Recovering, q.Signal)
 		}
 	}
+	if v, ok := results[SignalEnvoyStats]; ok {
+		res.EnvoyStats = envoyStatsOf(v)
+	}
 	ec := &evalContext{now: ts, settings: c.opts.Settings, results: results, mesh: c.meshCfg}
 	completes := make([]bool, len(c.rules))
 	var found []*Alert
@@ -210,6 +222,10 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 		// that fires on absence: missing data would raise it.
 		if complete || !r.absence {
 			for _, f := range r.eval(ec) {
+				if f.Labels[LabelNamespace] == "" {
+					res.Unattributed[r.Alertname]++
+					continue
+				}
 				found = append(found, c.alertOf(r, f))
 			}
 		}
@@ -287,18 +303,34 @@ func (c *Checker) query(ctx context.Context, ts time.Time) []QueryResult {
 	out := make([]QueryResult, len(c.signals))
 	var wg sync.WaitGroup
 	for i, sig := range c.signals {
+		if r, ok := c.reused[sig.Name]; ok && sig.Refresh > 0 && ts.Sub(r.At) < sig.Refresh && !ts.Before(r.At) {
+			r.Reused = true
+			out[i] = r
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			out[i] = runQuery(ctx, c.opts.Querier, sig, ts, c.opts.QueryTimeout, c.opts.Settings.MaxSeriesPerSignal)
+			out[i].At = ts
 		}()
 	}
 	wg.Wait()
+	for i, sig := range c.signals {
+		if sig.Refresh > 0 && out[i].Err == nil && !out[i].Reused && len(out[i].Warnings) == 0 {
+			if c.reused == nil {
+				c.reused = map[string]QueryResult{}
+			}
+			c.reused[sig.Name] = out[i]
+		}
+	}
 	return out
 }
 
 // alertOf builds the alert of a finding: the rule's labels, the extra labels (which never
-// override), the runbook and the generator URL of the query it came from.
+// override, except a "cluster" the user set: it names the checker's cluster, selects its alerts
+// on restore, and Istio's own cluster ID, "Kubernetes" by default, must not replace it), the
+// runbook and the generator URL of the query it came from.
 func (c *Checker) alertOf(r Rule, f Finding) *Alert {
 	s := c.opts.Settings
 	labels := map[string]string{}
@@ -306,7 +338,7 @@ func (c *Checker) alertOf(r Rule, f Finding) *Alert {
 		labels[k] = v
 	}
 	for k, v := range f.Labels {
-		if v != "" {
+		if _, set := s.ExtraLabels[k]; v != "" && !(set && k == LabelCluster) {
 			labels[k] = v
 		}
 	}
@@ -387,6 +419,9 @@ func (c *Checker) record(res *Result) {
 	m := c.opts.Metrics
 	m.CycleDuration.Observe(res.Duration.Seconds())
 	for _, q := range res.Queries {
+		if q.Reused {
+			continue // not asked this cycle
+		}
 		result := "success"
 		if q.Err != nil {
 			result = "error"
@@ -410,6 +445,12 @@ func (c *Checker) record(res *Result) {
 		}
 	}
 	m.AlertsOverLimit.Add(float64(res.AlertsOverLimit))
+	for name, n := range res.Unattributed {
+		m.Unattributed.WithLabelValues(name).Add(float64(n))
+	}
+	if res.EnvoyStats != nil {
+		m.EnvoyOutboundClusters.Set(float64(res.EnvoyStats.OutboundClusters))
+	}
 	if res.OverLimit() {
 		c.opts.Logger.Warn("check cycle over its limits", "series_left_out", res.SeriesOverLimit(), "alerts_left_out", res.AlertsOverLimit)
 	}
@@ -432,7 +473,8 @@ func (c *Checker) record(res *Result) {
 func (c *Checker) buildPage(ctx context.Context, ts time.Time) {
 	s := c.opts.Settings
 	g, err := BuildGraph(ctx, GraphOptions{Querier: c.opts.Querier, Config: c.meshCfg, Window: s.Window, At: ts,
-		MeshDomain: s.MeshDomain, RootNamespace: s.RootNamespace, QueryTimeout: c.opts.QueryTimeout, Thresholds: s.GraphThresholds})
+		MeshDomain: s.MeshDomain, RootNamespace: s.RootNamespace, QueryTimeout: c.opts.QueryTimeout, Thresholds: s.GraphThresholds,
+		ClusterLabels: graph.ClusterLabels(s.ClusterLabels)})
 	if err != nil {
 		c.opts.Logger.Warn("service map not rebuilt", "error", err)
 		return

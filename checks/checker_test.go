@@ -21,7 +21,7 @@ import (
 // stormResults is a cycle's answers with one retry storm and plaintext into a STRICT workload.
 func stormResults() map[string]model.Vector {
 	return map[string]model.Vector{
-		SignalEnvoyRetries:      {sample(0.3, "service_host", "ratings.bookinfo.svc.cluster.local")},
+		SignalEnvoyStats:        {retryRatio(0.3, "ratings.bookinfo.svc.cluster.local")},
 		SignalPlaintextRequests: {plaintextInto(2, "bookinfo", "reviews-v1", "reviews", "legacy", "legacy-client")},
 		SignalTelemetryPresence: {sample(1, "destination_workload_namespace", "bookinfo")},
 	}
@@ -41,6 +41,43 @@ func newTestChecker(t *testing.T, q Querier, src ConfigSource, n *Notifier, clk 
 	c, err := New(Options{Settings: s, Querier: q, Config: src, Notifier: n, Clock: clk.Now, Metrics: m})
 	require.NoError(t, err)
 	return c, m
+}
+
+func TestTheCallChainsAreAskedOncePerWindow(t *testing.T) {
+	s := testSettings()
+	q := newFakeQuerier(s, stormResults())
+	clk := &clock{now: t0}
+	c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, nil, clk)
+	every := int64(len(Signals(s)))
+
+	reused := func(res *Result) []string {
+		var out []string
+		for _, r := range res.Queries {
+			if r.Reused {
+				out = append(out, r.Signal)
+			}
+		}
+		return out
+	}
+	require.Empty(t, reused(c.Cycle(context.Background())))
+	require.Equal(t, every, q.calls.Load(), "the first cycle asks every signal")
+
+	clk.advance(s.Window - time.Second)
+	require.Equal(t, []string{SignalCallChains}, reused(c.Cycle(context.Background())))
+	require.Equal(t, 2*every-1, q.calls.Load(), "within the window the call chains are not asked again")
+
+	clk.advance(time.Second)
+	require.Empty(t, reused(c.Cycle(context.Background())))
+	require.Equal(t, 3*every-1, q.calls.Load(), "a window later they are")
+
+	t.Run("a failed answer is not reused", func(t *testing.T) {
+		q.fail(errors.New("prometheus down"))
+		clk.advance(s.Window)
+		require.True(t, c.Cycle(context.Background()).Degraded())
+		q.fail(nil)
+		clk.advance(time.Second)
+		require.Empty(t, reused(c.Cycle(context.Background())), "the answer of the last cycle was an error: it is asked again")
+	})
 }
 
 func TestCheckerCycle(t *testing.T) {
@@ -75,7 +112,7 @@ func TestCheckerCycle(t *testing.T) {
 	// The storm stops: the next cycle resolves it and sends it once with EndsAt = now.
 	clk.advance(s.Interval)
 	results := stormResults()
-	delete(results, SignalEnvoyRetries)
+	delete(results, SignalEnvoyStats)
 	q.set(s, results)
 	res = c.Cycle(context.Background())
 	require.Len(t, res.Firing, 1)
@@ -117,14 +154,14 @@ func TestCheckerNeverResolvesOnMissingData(t *testing.T) {
 	require.Contains(t, deg.Annotations["description"], "connection refused")
 	require.ErrorContains(t, c.Ready(), "degraded")
 	require.Equal(t, 1.0, metricValue(t, m.Degraded))
-	require.Equal(t, 3.0, metricValue(t, m.Queries.WithLabelValues(SignalEnvoyRetries, "error")))
+	require.Equal(t, 3.0, metricValue(t, m.Queries.WithLabelValues(SignalEnvoyStats, "error")))
 
 	// Prometheus is back and the storm is over. The degradation resolves at once, but the
 	// storm only once a whole window has been seen since the outage: the hole in the data
 	// must not resolve it.
 	q.fail(nil)
 	results := stormResults()
-	delete(results, SignalEnvoyRetries)
+	delete(results, SignalEnvoyStats)
 	q.set(s, results)
 	resolvedIn := func(res *Result) []string {
 		var out []string
@@ -138,7 +175,7 @@ func TestCheckerNeverResolvesOnMissingData(t *testing.T) {
 	clk.advance(s.Interval)
 	res := c.Cycle(context.Background())
 	require.False(t, res.Degraded())
-	require.Contains(t, res.Recovering, SignalEnvoyRetries)
+	require.Contains(t, res.Recovering, SignalEnvoyStats)
 	require.Equal(t, []string{AlertCheckerDegraded}, resolvedIn(res))
 	require.NoError(t, c.Ready())
 
@@ -191,10 +228,10 @@ func TestQueriesPerCycleDoNotGrowWithServices(t *testing.T) {
 		t.Run(fmt.Sprintf("%d destination services", n), func(t *testing.T) {
 			var storms, plain model.Vector
 			for i := range n {
-				storms = append(storms, sample(0.2, "service_host", fmt.Sprintf("svc-%05d.mesh-%03d.svc.cluster.local", i, i/100)))
+				storms = append(storms, retryRatio(0.2, fmt.Sprintf("svc-%05d.mesh-%03d.svc.cluster.local", i, i/100)))
 				plain = append(plain, plaintextInto(1, fmt.Sprintf("mesh-%03d", i/100), fmt.Sprintf("svc-%05d-v1", i), "a", "x", "y"))
 			}
-			q := newFakeQuerier(s, map[string]model.Vector{SignalEnvoyRetries: storms, SignalPlaintextRequests: plain})
+			q := newFakeQuerier(s, map[string]model.Vector{SignalEnvoyStats: storms, SignalPlaintextRequests: plain})
 			c, _ := limitedChecker(t, s, q, nil)
 			start := time.Now()
 			res := c.Cycle(context.Background())
@@ -225,7 +262,7 @@ func TestCheckerSendsToAlertmanagerAndRestores(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, restored)
 	results := stormResults()
-	delete(results, SignalEnvoyRetries)
+	delete(results, SignalEnvoyStats)
 	q.set(s, results)
 	res := c2.Cycle(context.Background())
 	require.Len(t, res.Firing, 1)
@@ -260,8 +297,10 @@ func TestHandler(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	code, body := get("/metrics")
 	require.Equal(t, http.StatusOK, code)
-	for _, want := range []string{"meshguard_check_cycle_duration_seconds", `meshguard_check_queries_total{result="success",signal="envoy_retries"} 1`,
-		`meshguard_check_alerts_firing{alertname="MeshRetryStorm"} 1`, "meshguard_check_degraded 0"} {
+	for _, want := range []string{"meshguard_check_cycle_duration_seconds", `meshguard_check_queries_total{result="success",signal="envoy_cluster_stats"} 1`,
+		`meshguard_check_alerts_firing{alertname="MeshRetryStorm"} 1`, "meshguard_check_degraded 0",
+		// No outbound cluster exports Envoy's stats in these answers: /metrics says so.
+		"meshguard_check_envoy_cluster_stats_outbound_clusters 0"} {
 		require.Contains(t, body, want)
 	}
 	q.fail(errors.New("down"))
@@ -306,6 +345,36 @@ func TestReportFormats(t *testing.T) {
 	var b bytes.Buffer
 	require.NoError(t, WriteReport(&b, &Report{Window: "5m"}, "text"))
 	require.True(t, strings.HasPrefix(b.String(), "No alerts"))
+}
+
+func TestCheckerUnattributedFindings(t *testing.T) {
+	s := testSettings()
+	results := stormResults()
+	// Timeouts to a PassthroughCluster destination: Istio knows no namespace for it.
+	results[SignalRequestOutcomes] = model.Vector{outcome(0.5, OutcomeUpstreamTimeout, "source", "dl-cdn.alpinelinux.org", "PassthroughCluster", "unknown"),
+		outcome(0.5, OutcomeUpstreamTimeout, "source", "cart.shop.svc.cluster.local", "cart", "shop")}
+	results[SignalEnvoyStats] = append(results[SignalEnvoyStats], sample(12, labelStat, statClusters))
+	q := newFakeQuerier(s, results)
+	c, m := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, nil, &clock{now: t0})
+
+	res := c.Cycle(context.Background())
+	var timeouts []string
+	for _, a := range res.Firing {
+		if a.Name() == AlertUpstreamTimeouts {
+			timeouts = append(timeouts, a.Labels["service"])
+			require.Equal(t, "prod", a.Labels[LabelCluster], "the cluster the user named in extraLabels stays, so restore finds the alert")
+		}
+	}
+	require.Equal(t, []string{"cart"}, timeouts, "the attributable service alerts, the PassthroughCluster call does not")
+	require.Equal(t, map[string]int{AlertUpstreamTimeouts: 1}, res.Unattributed)
+	require.Equal(t, 1.0, metricValue(t, m.Unattributed.WithLabelValues(AlertUpstreamTimeouts)))
+	require.Equal(t, &EnvoyStats{OutboundClusters: 12}, res.EnvoyStats)
+	require.Equal(t, 12.0, metricValue(t, m.EnvoyOutboundClusters))
+
+	var b bytes.Buffer
+	require.NoError(t, WriteReport(&b, NewReport(res, s), "text"))
+	require.Contains(t, b.String(), "1 MeshUpstreamTimeouts findings not raised")
+	require.NotContains(t, b.String(), "proxyStatsMatcher", "Envoy's stats are exported: nothing to say about them")
 }
 
 // TestCheckerMaySend: a follower evaluates but neither sends nor marks alerts sent, so that when

@@ -14,8 +14,8 @@ import (
 )
 
 // GraphSignals are the graph's queries (internal/graph.Queries) as signals.
-func GraphSignals(window time.Duration) []Signal {
-	qs := graph.Queries(window)
+func GraphSignals(window time.Duration, clusters graph.ClusterLabels) []Signal {
+	qs := graph.Queries(window, clusters)
 	out := make([]Signal, len(qs))
 	for i, q := range qs {
 		out[i] = Signal{Name: q.Name, Query: q.Query, Describes: q.Describes}
@@ -36,6 +36,8 @@ type GraphOptions struct {
 	RootNamespace string
 	QueryTimeout  time.Duration
 	Thresholds    graph.Thresholds
+	// ClusterLabels name the cluster labels (empty: Istio's source_cluster, destination_cluster).
+	ClusterLabels graph.ClusterLabels
 }
 
 // BuildGraph runs the graph's queries at one instant, concurrently, and builds the graph. A
@@ -50,7 +52,7 @@ func BuildGraph(ctx context.Context, opts GraphOptions) (*graph.Graph, error) {
 	if opts.Window < time.Second {
 		return nil, fmt.Errorf("graph window %s must be at least 1s", opts.Window)
 	}
-	signals := GraphSignals(opts.Window)
+	signals := GraphSignals(opts.Window, opts.ClusterLabels)
 	results := make([]QueryResult, len(signals))
 	var wg sync.WaitGroup
 	for i, sig := range signals {
@@ -75,7 +77,7 @@ func BuildGraph(ctx context.Context, opts GraphOptions) (*graph.Graph, error) {
 		return nil, fmt.Errorf("build graph: %w", err)
 	}
 	return graph.Build(byName, graph.Options{Index: opts.Config.index(opts.RootNamespace, opts.MeshDomain),
-		Thresholds: opts.Thresholds, Window: opts.Window, At: opts.At, Queries: queries}), nil
+		Thresholds: opts.Thresholds, Window: opts.Window, At: opts.At, Queries: queries, ClusterLabels: opts.ClusterLabels}), nil
 }
 
 // WorkloadLister reads what the cluster holds about the workloads of namespaces

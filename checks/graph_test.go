@@ -74,8 +74,8 @@ func TestBuildGraphAsksEachQueryOnceAndJoinsWhatIstioApplies(t *testing.T) {
 	g, err := BuildGraph(context.Background(), GraphOptions{Querier: q, Config: meshFrom(t, graphConfig), Window: time.Minute,
 		At: t0, MeshDomain: "cluster.local", RootNamespace: "istio-system", Thresholds: graph.DefaultThresholds()})
 	require.NoError(t, err)
-	require.EqualValues(t, len(GraphSignals(time.Minute)), q.calls.Load(), "one query per figure")
-	require.Len(t, g.Queries, len(GraphSignals(time.Minute)))
+	require.EqualValues(t, len(GraphSignals(time.Minute, graph.ClusterLabels{})), q.calls.Load(), "one query per figure")
+	require.Len(t, g.Queries, len(GraphSignals(time.Minute, graph.ClusterLabels{})))
 	policy := map[string]*graph.Policy{}
 	for _, e := range g.Edges {
 		policy[e.ID] = e.Policy
@@ -174,7 +174,7 @@ spec:
 	s := testSettings()
 	f := evalRule(t, AlertRetryAmplification, s, meshFrom(t, meshStrict), chainResults())[0]
 	require.Equal(t, 27.0, f.Value)
-	require.Equal(t, map[string]string{"namespace": "shop", "service": "ratings", "destination_service": "ratings.shop.svc.cluster.local",
+	require.Equal(t, map[string]string{"namespace": "shop", "service": "ratings", "destination_service": "ratings.shop.svc.cluster.local", "cluster": "east",
 		"source_workload": "ingress", "source_workload_namespace": "istio-system", "chain": f.Annotations["chain"]}, f.Labels)
 	require.Contains(t, f.Annotations["description"], "ratings (2 retries, ×27)")
 	require.Contains(t, f.Annotations["description"], "50.00% of istio-system/ingress's traffic follows this chain")

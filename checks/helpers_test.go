@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/internal/manifest"
 )
 
@@ -59,7 +60,7 @@ func (q *fakeQuerier) set(s Settings, bySignal map[string]model.Vector) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.answers = map[string]model.Vector{}
-	for _, sig := range append(Signals(s), GraphSignals(s.Window)...) {
+	for _, sig := range append(Signals(s), GraphSignals(s.Window, graph.ClusterLabels(s.ClusterLabels))...) {
 		v := bySignal[sig.Name]
 		q.answers[sig.Query] = v
 		// Answered as Prometheus answers topk and count, unless the backend ignores topk.

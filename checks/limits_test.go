@@ -161,7 +161,7 @@ func TestCriticalAlertsAreKeptFirstWhenOverTheLimit(t *testing.T) {
 	s := testSettings()
 	s.MaxAlertsPerCycle = 1
 	results := plaintextSeries(1)
-	results[SignalEnvoyRetries] = model.Vector{sample(0.9, "service_host", "ratings.bookinfo.svc.cluster.local")}
+	results[SignalEnvoyStats] = model.Vector{retryRatio(0.9, "ratings.bookinfo.svc.cluster.local")}
 	q := &fakeQuerier{}
 	q.set(s, results)
 	c, _ := limitedChecker(t, s, q, nil)

@@ -18,13 +18,62 @@ type MeshConfig struct {
 	// Namespaces are the namespaces known to be in the mesh besides those holding objects: in a
 	// cluster, the namespaces labelled for sidecar injection or ambient.
 	Namespaces []string
+	// Workloads are the pod labels of the workloads, by the name telemetry gives them; nil when
+	// the source has none, and WorkloadsUnknown then says why.
+	Workloads        *mesh.Workloads
+	WorkloadsUnknown string
+	// Cluster names the cluster of this configuration when several are checked.
+	Cluster string
 
 	resolver *mesh.Resolver
+	// clusters are the configurations of every cluster by name, this one first, when several
+	// are checked.
+	clusters map[string]*MeshConfig
+	order    []string
 }
 
 // NewMeshConfig indexes objects; rootNamespace is Istio's root config namespace.
 func NewMeshConfig(rootNamespace string, objects []*manifest.Object, namespaces []string) *MeshConfig {
 	return &MeshConfig{Objects: objects, Namespaces: namespaces, resolver: mesh.NewResolver(rootNamespace, objects)}
+}
+
+// MergeClusters joins the configurations of several clusters, each with its Cluster set; the
+// first is the default one, for series that name no cluster.
+func MergeClusters(configs ...*MeshConfig) *MeshConfig {
+	first := *configs[0]
+	first.clusters = make(map[string]*MeshConfig, len(configs))
+	first.order = nil
+	for _, c := range configs {
+		first.clusters[c.Cluster] = c
+		first.order = append(first.order, c.Cluster)
+	}
+	return &first
+}
+
+// ForCluster returns the configuration of the named cluster: the only one when a single
+// cluster is checked, whatever the name (Istio labels a lone cluster "Kubernetes"), and the
+// default one when name is empty. ok is false for a name no configured cluster has; the
+// default one is returned then.
+func (m *MeshConfig) ForCluster(name string) (cfg *MeshConfig, ok bool) {
+	if len(m.clusters) == 0 || name == "" {
+		return m, true
+	}
+	if c, found := m.clusters[name]; found {
+		return c, true
+	}
+	return m.clusters[m.order[0]], false
+}
+
+// perCluster lists the configuration of each cluster, the default one first.
+func (m *MeshConfig) perCluster() []*MeshConfig {
+	if len(m.clusters) == 0 {
+		return []*MeshConfig{m}
+	}
+	out := make([]*MeshConfig, 0, len(m.order))
+	for _, name := range m.order {
+		out = append(out, m.clusters[name])
+	}
+	return out
 }
 
 // Resolver resolves effective PeerAuthentication modes, the way the lint rules do.
@@ -65,6 +114,8 @@ type ConfigSource interface {
 type FileSource struct {
 	Paths         []string
 	RootNamespace string
+	// MaxWorkloadLabelSets bounds the pod label sets kept (0: DefaultMaxWorkloadLabelSets).
+	MaxWorkloadLabelSets int
 }
 
 // Load reads the files again. Documents that fail Istio's schema are skipped (lint reports
@@ -74,7 +125,15 @@ func (f FileSource) Load(context.Context) (*MeshConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load mesh config from %s: %w", f.String(), err)
 	}
-	return NewMeshConfig(f.RootNamespace, res.Objects, nil), nil
+	m := NewMeshConfig(f.RootNamespace, res.Objects, nil)
+	limit := f.MaxWorkloadLabelSets
+	if limit == 0 {
+		limit = DefaultMaxWorkloadLabelSets
+	}
+	if m.Workloads = workloadsFromManifests(m.resolver, res.Objects, limit); m.Workloads == nil {
+		m.WorkloadsUnknown = "no Pod, Deployment, StatefulSet or DaemonSet manifest beside the PeerAuthentications"
+	}
+	return m, nil
 }
 
 func (f FileSource) String() string { return fmt.Sprintf("files %v", f.Paths) }

@@ -22,6 +22,10 @@ type Metrics struct {
 	ConfigLastSuccess prometheus.Gauge
 	SeriesOverLimit   *prometheus.CounterVec // by signal
 	AlertsOverLimit   prometheus.Counter
+	// Unattributed counts findings without a namespace, by alertname: not raised.
+	Unattributed *prometheus.CounterVec
+	// EnvoyOutboundClusters is 0 when no client exports Envoy's cluster stats.
+	EnvoyOutboundClusters prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered, for tests and
@@ -61,11 +65,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "series_over_limit_total", Help: "Series over check.limits.maxSeriesPerSignal left out of a cycle, summed over cycles, by signal."}, []string{"signal"}),
 		AlertsOverLimit: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "alerts_over_limit_total", Help: "New alerts over check.limits.maxAlertsPerCycle not raised, summed over cycles."}),
+		Unattributed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "unattributed_findings_total", Help: "Findings not raised because their series name no namespace (a PassthroughCluster, host:port or unknown destination), by alertname, summed over cycles."}, []string{"alertname"}),
+		EnvoyOutboundClusters: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "envoy_cluster_stats_outbound_clusters", Help: "Outbound clusters whose Envoy stats (retries, outlier ejections) the clients export; 0: none, Istio's default without proxyStatsMatcher, and the checker uses the URX, UO and UH response flags instead."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.CycleDuration, m.Cycles, m.Queries, m.QueryDuration, m.AlertsFiring, m.Degraded, m.LastSuccess,
 			m.AMSent, m.AMSendErrors, m.AMDropped, m.AMQueueLength, m.ConfigLoadErrors, m.ConfigLastSuccess,
-			m.SeriesOverLimit, m.AlertsOverLimit)
+			m.SeriesOverLimit, m.AlertsOverLimit, m.Unattributed, m.EnvoyOutboundClusters)
 	}
 	return m
 }

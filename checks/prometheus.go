@@ -82,8 +82,12 @@ type QueryResult struct {
 	Dropped  int           `json:"dropped,omitempty"`
 	Duration time.Duration `json:"duration"`
 	Warnings []string      `json:"warnings,omitempty"`
-	Err      error         `json:"-"`
-	Vector   model.Vector  `json:"-"`
+	// At is when the answer was asked for; Reused says it was not asked again this cycle
+	// (Signal.Refresh).
+	At     time.Time    `json:"at"`
+	Reused bool         `json:"reused,omitempty"`
+	Err    error        `json:"-"`
+	Vector model.Vector `json:"-"`
 }
 
 // boundedQuery asks Prometheus for the limit+1 series of q with the highest values: the bytes

@@ -71,7 +71,7 @@ func TestCheckerPartialResponse(t *testing.T) {
 
 	// The store holding the storm's series is unreachable: Thanos answers without them.
 	results := stormResults()
-	delete(results, SignalEnvoyRetries)
+	delete(results, SignalEnvoyStats)
 	results[SignalPlaintextRequests] = model.Vector{plaintextInto(1, "bookinfo", "details-v1", "details", "legacy", "legacy-client")}
 	fake.q.set(s, results)
 	fake.mu.Lock()

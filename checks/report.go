@@ -31,6 +31,10 @@ type ReportQuery struct {
 	Dropped    int     `json:"dropped,omitempty"`
 	DurationMs float64 `json:"durationMs"`
 	Error      string  `json:"error,omitempty"`
+	// Reused: the answer is an earlier cycle's, asked at AskedAt (the signal is asked once per
+	// window, see Signal.Refresh).
+	Reused  bool      `json:"reused,omitempty"`
+	AskedAt time.Time `json:"askedAt"`
 }
 
 // Report is the JSON document of `check --once -o json`.
@@ -41,6 +45,11 @@ type Report struct {
 	Queries     []ReportQuery `json:"queries"`
 	Errors      []string      `json:"errors,omitempty"`
 	Limits      ReportLimits  `json:"limits"`
+	// EnvoyClusterStats says whether the clients export Envoy's cluster stats, and what the
+	// checker uses instead when they do not; absent when its query failed.
+	EnvoyClusterStats *EnvoyStats `json:"envoyClusterStats,omitempty"`
+	// Unattributed counts, by alert name, findings not raised for want of a namespace.
+	Unattributed map[string]int `json:"unattributed,omitempty"`
 }
 
 // ReportLimits are the cycle's memory limits and what was over them.
@@ -56,13 +65,23 @@ type ReportLimits struct {
 func NewReport(res *Result, s Settings) *Report {
 	r := &Report{EvaluatedAt: res.EvaluatedAt, Window: promDuration(s.Window), Firing: []ReportAlert{},
 		Limits: ReportLimits{MaxSeriesPerSignal: s.MaxSeriesPerSignal, MaxAlertsPerCycle: s.MaxAlertsPerCycle,
-			SeriesOverLimit: res.SeriesOverLimit(), AlertsOverLimit: res.AlertsOverLimit}}
+			SeriesOverLimit: res.SeriesOverLimit(), AlertsOverLimit: res.AlertsOverLimit},
+		EnvoyClusterStats: res.EnvoyStats}
+	for name, n := range res.Unattributed {
+		if n > 0 {
+			if r.Unattributed == nil {
+				r.Unattributed = map[string]int{}
+			}
+			r.Unattributed[name] = n
+		}
+	}
 	for _, a := range res.Firing {
 		r.Firing = append(r.Firing, ReportAlert{Labels: a.Labels, Annotations: a.Annotations, Figure: a.Value,
 			Signal: a.Signal, GeneratorURL: a.GeneratorURL, StartsAt: a.StartsAt()})
 	}
 	for _, q := range res.Queries {
-		rq := ReportQuery{Signal: q.Signal, Query: q.Query, Series: q.Series, Dropped: q.Dropped, DurationMs: float64(q.Duration.Microseconds()) / 1000}
+		rq := ReportQuery{Signal: q.Signal, Query: q.Query, Series: q.Series, Dropped: q.Dropped, DurationMs: float64(q.Duration.Microseconds()) / 1000,
+			Reused: q.Reused, AskedAt: q.At}
 		if q.Err != nil {
 			rq.Error = q.Err.Error()
 		}
@@ -92,18 +111,45 @@ func WriteReport(w io.Writer, r *Report, format string) error {
 }
 
 // identityLabels are the labels shown in the TARGET column, in this order.
-var identityLabels = []string{"destination_workload", "service", "source_workload_namespace", "source_workload", "cluster_name", "peer_authentication"}
+var identityLabels = []string{LabelCluster, "destination_workload", "service", "source_workload_namespace", "source_workload", "cluster_name", "response_flag", "peer_authentication"}
 
 func writeText(w io.Writer, r *Report) error {
 	if len(r.Firing) == 0 {
-		_, err := fmt.Fprintf(w, "No alerts: traffic over the last %s matches the configuration (%d queries at %s).\n",
-			r.Window, len(r.Queries), r.EvaluatedAt.UTC().Format(time.RFC3339))
+		if _, err := fmt.Fprintf(w, "No alerts: traffic over the last %s matches the configuration (%d queries at %s).\n",
+			r.Window, len(r.Queries), r.EvaluatedAt.UTC().Format(time.RFC3339)); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	} else if err := writeTable(w, r); err != nil {
 		return err
 	}
-	if err := writeTable(w, r); err != nil {
+	if err := writeOverLimit(w, r); err != nil {
 		return err
 	}
-	return writeOverLimit(w, r)
+	return writeBlindSpots(w, r)
+}
+
+// writeBlindSpots says what the checker could not judge: without Envoy's cluster stats it
+// works from response flags, and findings without a namespace are not raised.
+func writeBlindSpots(w io.Writer, r *Report) error {
+	var lines []string
+	if e := r.EnvoyClusterStats; e != nil && e.OutboundClusters == 0 {
+		lines = append(lines, e.Note)
+	}
+	names := make([]string, 0, len(r.Unattributed))
+	for name := range r.Unattributed {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		lines = append(lines, fmt.Sprintf("%d %s findings not raised: their destination (PassthroughCluster, host:port or unknown) names no namespace.",
+			r.Unattributed[name], name))
+	}
+	for _, l := range lines {
+		if _, err := fmt.Fprintln(w, l); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	return nil
 }
 
 // writeOverLimit writes a line per limit the cycle went over: what it left out is not checked,

@@ -20,7 +20,8 @@ const SignalCallChains = graph.QueryTopology
 func evalRetryAmplification(ec *evalContext) []Finding {
 	s := ec.settings
 	g := graph.Build(map[string]model.Vector{graph.QueryTopology: ec.results[SignalCallChains]},
-		graph.Options{Index: ec.mesh.index(s.RootNamespace, s.domain()), Window: s.Window, At: ec.now})
+		graph.Options{Index: ec.mesh.index(s.RootNamespace, s.domain()), Window: s.Window, At: ec.now,
+			ClusterLabels: graph.ClusterLabels(s.ClusterLabels)})
 	amp := g.Amplification()
 	type over struct {
 		chain graph.Chain
@@ -60,6 +61,9 @@ func evalRetryAmplification(ec *evalContext) []Finding {
 		}
 		l := serviceLabels(last.Host, s.domain())
 		l["source_workload"], l["source_workload_namespace"] = entry.Name, entry.Namespace
+		if known(last.Cluster) {
+			l[LabelCluster] = last.Cluster
+		}
 		l["chain"] = g.ChainText(o.chain)
 		var steps []string
 		for _, h := range o.chain.Hops {

@@ -247,10 +247,19 @@ spec: {selector: {k8s-app: dns}, ports: [{port: 53}]}
 	}
 }
 
+// retryRatio is an envoy_cluster_stats row: Envoy's retry ratio of one service.
+func retryRatio(v float64, host string) *model.Sample {
+	return sample(v, labelStat, statRetryRatio, labelServiceHost, host)
+}
+
+// outcome is a request_outcomes row: the share of a service's requests with one flag, as one
+// reporter counts it, in one cluster.
+func outcome(v float64, flag, reporter, host, name, ns string) *model.Sample {
+	return sample(v, labelOutcome, flag, "reporter", reporter, "destination_cluster", "east",
+		"destination_service", host, "destination_service_name", name, "destination_service_namespace", ns)
+}
+
 func TestTrafficRules(t *testing.T) {
-	svc := func(v float64, host, name, ns string) *model.Sample {
-		return sample(v, "destination_service", host, "destination_service_name", name, "destination_service_namespace", ns)
-	}
 	tests := []struct {
 		name       string
 		alertname  string
@@ -260,32 +269,68 @@ func TestTrafficRules(t *testing.T) {
 	}{
 		{name: "an Envoy retry ratio above the threshold is a storm on the service parsed from the cluster name",
 			alertname:  AlertRetryStorm,
-			results:    map[string]model.Vector{SignalEnvoyRetries: {sample(0.3, "service_host", "ratings.bookinfo.svc.cluster.local")}},
+			results:    map[string]model.Vector{SignalEnvoyStats: {retryRatio(0.3, "ratings.bookinfo.svc.cluster.local")}},
 			wantLabels: []map[string]string{{"namespace": "bookinfo", "service": "ratings", "destination_service": "ratings.bookinfo.svc.cluster.local"}},
 			wantSignal: "envoy_cluster_upstream_rq_retry"},
-		{name: "without Envoy stats the URX share stands in and the alert says so",
+		{name: "an Envoy retry ratio under the threshold raises nothing, and its URX share is not consulted",
+			alertname: AlertRetryStorm,
+			results: map[string]model.Vector{SignalEnvoyStats: {retryRatio(0.01, "cart.shop.svc.cluster.local")},
+				SignalRequestOutcomes: {outcome(0.1, "URX", "source", "cart.shop.svc.cluster.local", "cart", "shop")}}},
+		{name: "without Envoy stats the URX share stands in and the alert says so, with the cluster",
 			alertname:  AlertRetryStorm,
-			results:    map[string]model.Vector{SignalURXRetries: {svc(0.1, "cart.shop.svc.cluster.local", "cart", "shop")}},
-			wantLabels: []map[string]string{{"namespace": "shop", "service": "cart"}},
+			results:    map[string]model.Vector{SignalRequestOutcomes: {outcome(0.1, "URX", "source", "cart.shop.svc.cluster.local", "cart", "shop")}},
+			wantLabels: []map[string]string{{"namespace": "shop", "service": "cart", "cluster": "east"}},
+			wantSignal: "URX"},
+		{name: "retries exhausted behind a waypoint count as the waypoint reports them",
+			alertname:  AlertRetryStorm,
+			results:    map[string]model.Vector{SignalRequestOutcomes: {outcome(0.2, "URX", "waypoint", "cart.shop.svc.cluster.local", "cart", "shop")}},
+			wantLabels: []map[string]string{{"namespace": "shop", "service": "cart", "reporter": ""}},
 			wantSignal: "URX"},
 		{name: "a service outside the mesh has no namespace label",
 			alertname:  AlertRetryStorm,
-			results:    map[string]model.Vector{SignalEnvoyRetries: {sample(0.3, "service_host", "api.example.com")}},
+			results:    map[string]model.Vector{SignalEnvoyStats: {retryRatio(0.3, "api.example.com")}},
 			wantLabels: []map[string]string{{"service": "api.example.com", "namespace": ""}}},
-		{name: "upstream timeouts are reported per destination service",
+		{name: "a PassthroughCluster call has no namespace label either",
 			alertname:  AlertUpstreamTimeouts,
-			results:    map[string]model.Vector{SignalUpstreamTimeouts: {svc(0.05, "cart.shop.svc.cluster.local", "cart", "shop")}},
+			results:    map[string]model.Vector{SignalRequestOutcomes: {outcome(0.5, "UT", "source", "dl-cdn.alpinelinux.org", "PassthroughCluster", "unknown")}},
+			wantLabels: []map[string]string{{"service": "PassthroughCluster", "namespace": ""}}},
+		{name: "upstream timeouts are reported per destination service and cluster",
+			alertname: AlertUpstreamTimeouts,
+			results: map[string]model.Vector{SignalRequestOutcomes: {outcome(0.05, "UT", "source", "cart.shop.svc.cluster.local", "cart", "shop"),
+				outcome(0.5, "URX", "source", "search.shop.svc.cluster.local", "search", "shop")}},
+			wantLabels: []map[string]string{{"namespace": "shop", "service": "cart", "cluster": "east"}}},
+		{name: "a sidecar client and a waypoint reporting one service's timeouts are one alert at the higher share",
+			alertname: AlertUpstreamTimeouts,
+			results: map[string]model.Vector{SignalRequestOutcomes: {outcome(0.05, "UT", "source", "cart.shop.svc.cluster.local", "cart", "shop"),
+				outcome(0.08, "UT", "waypoint", "cart.shop.svc.cluster.local", "cart", "shop")}},
 			wantLabels: []map[string]string{{"namespace": "shop", "service": "cart"}}},
 		{name: "ejections are reported per outbound cluster",
 			alertname: AlertCircuitOpen,
-			results: map[string]model.Vector{SignalOutlierEjections: {
-				sample(2, "cluster_name", "outbound|9080|v2|reviews.bookinfo.svc.cluster.local"),
-				sample(1, "cluster_name", "inbound|9080||")}},
+			results: map[string]model.Vector{SignalEnvoyStats: {
+				sample(2, labelStat, statEjections, "cluster_name", "outbound|9080|v2|reviews.bookinfo.svc.cluster.local"),
+				sample(1, labelStat, statEjections, "cluster_name", "inbound|9080||")}},
 			wantLabels: []map[string]string{{"namespace": "bookinfo", "service": "reviews",
-				"cluster_name": "outbound|9080|v2|reviews.bookinfo.svc.cluster.local"}}},
+				"cluster_name": "outbound|9080|v2|reviews.bookinfo.svc.cluster.local"}},
+			wantSignal: "ejections_active"},
+		{name: "without ejection stats, overflows (UO) open the circuit and the alert names the flag",
+			alertname:  AlertCircuitOpen,
+			results:    map[string]model.Vector{SignalRequestOutcomes: {outcome(0.02, "UO", "source", "payments.shop.svc.cluster.local", "payments", "shop")}},
+			wantLabels: []map[string]string{{"namespace": "shop", "service": "payments", "response_flag": "UO", "cluster": "east"}},
+			wantSignal: "UO"},
+		{name: "no healthy upstream (UH) behind a waypoint opens the circuit too",
+			alertname:  AlertCircuitOpen,
+			results:    map[string]model.Vector{SignalRequestOutcomes: {outcome(1, "UH", "waypoint", "payments.shop.svc.cluster.local", "payments", "shop")}},
+			wantLabels: []map[string]string{{"namespace": "shop", "service": "payments", "response_flag": "UH"}},
+			wantSignal: "UH"},
+		{name: "a service with an ejection alert gets no second one from its flags",
+			alertname: AlertCircuitOpen,
+			results: map[string]model.Vector{
+				SignalEnvoyStats:      {sample(1, labelStat, statEjections, "cluster_name", "outbound|9080||payments.shop.svc.cluster.local")},
+				SignalRequestOutcomes: {outcome(1, "UH", "source", "payments.shop.svc.cluster.local", "payments", "shop")}},
+			wantLabels: []map[string]string{{"namespace": "shop", "service": "payments", "response_flag": ""}}},
 		{name: "excluded namespaces raise nothing",
 			alertname: AlertRetryStorm,
-			results:   map[string]model.Vector{SignalEnvoyRetries: {sample(0.3, "service_host", "x.kube-system.svc.cluster.local")}}},
+			results:   map[string]model.Vector{SignalEnvoyStats: {retryRatio(0.3, "x.kube-system.svc.cluster.local")}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

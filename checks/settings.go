@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/internal/mesh"
@@ -52,6 +54,9 @@ type Settings struct {
 	GraphThresholds graph.Thresholds
 	// GraphKeys name the labels or annotations of a workload's team and tier on the map.
 	GraphKeys graph.MetadataKeys
+	// ClusterLabels name the labels of a series' source and destination cluster; every query
+	// that raises alerts aggregates by the destination one, and alerts carry it as "cluster".
+	ClusterLabels config.ClusterLabels
 }
 
 // SettingsFrom reads the check section of the shared config. The generatorURL base is the
@@ -75,6 +80,7 @@ func SettingsFrom(c *config.Config) Settings {
 		Graph:                c.Check.Graph.Enabled,
 		GraphThresholds:      GraphThresholds(c),
 		GraphKeys:            GraphKeys(c),
+		ClusterLabels:        c.Check.ClusterLabels,
 	}
 	if s.PrometheusURL == "" {
 		s.PrometheusURL = c.Check.Prometheus.URL
@@ -104,6 +110,11 @@ func (s Settings) Validate() error {
 	}
 	if s.RetryAmplification < 1 {
 		errs = append(errs, fmt.Errorf("retry amplification budget %v must be at least 1 (one call, no retry)", s.RetryAmplification))
+	}
+	for _, l := range []string{s.ClusterLabels.Source, s.ClusterLabels.Destination} {
+		if !model.LegacyValidation.IsValidLabelName(l) {
+			errs = append(errs, fmt.Errorf("cluster label %q is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", l))
+		}
 	}
 	if err := s.GraphThresholds.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("graph health: %w", err))

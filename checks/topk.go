@@ -139,35 +139,40 @@ func topkAnswer(r io.Reader, k int) ([]byte, error) {
 	return json.Marshal(out)
 }
 
-// topkResult reads the result array and keeps the k series with the highest values.
+// topkResult reads the result array and keeps the k series with the highest values. Values are
+// only read once a (k+1)th series arrives: an answer within the bound, the usual case, is passed
+// on as it came, without decoding each series twice.
 func topkResult(dec *json.Decoder, k int) (json.RawMessage, error) {
 	if err := expectDelim(dec, '['); err != nil {
 		return nil, err
 	}
-	h := &sampleHeap{}
+	var pending []json.RawMessage
+	var h *sampleHeap
 	for dec.More() {
-		var s struct {
-			Value [2]json.RawMessage `json:"value"`
-		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if h == nil {
+			if len(pending) < k {
+				pending = append(pending, raw)
+				continue
+			}
+			h = &sampleHeap{}
+			for _, p := range pending {
+				v, err := sampleValue(p)
+				if err != nil {
+					return nil, err
+				}
+				heap.Push(h, rawSample{value: v, json: p})
+			}
+			pending = nil
+		}
+		v, err := sampleValue(raw)
+		if err != nil {
 			return nil, err
 		}
-		var text string
-		if err := json.Unmarshal(s.Value[1], &text); err != nil {
-			return nil, fmt.Errorf("sample value: %w", err)
-		}
-		v, err := strconv.ParseFloat(text, 64)
-		if err != nil || math.IsNaN(v) {
-			v = math.Inf(-1)
-		}
-		switch {
-		case h.Len() < k:
-			heap.Push(h, rawSample{value: v, json: raw})
-		case v > (*h)[0].value:
+		if k > 0 && v > (*h)[0].value {
 			(*h)[0] = rawSample{value: v, json: raw}
 			heap.Fix(h, 0)
 		}
@@ -175,11 +180,35 @@ func topkResult(dec *json.Decoder, k int) (json.RawMessage, error) {
 	if err := expectDelim(dec, ']'); err != nil {
 		return nil, err
 	}
-	kept := make([]json.RawMessage, h.Len())
-	for i, s := range *h {
-		kept[i] = s.json
+	if h != nil {
+		for _, s := range *h {
+			pending = append(pending, s.json)
+		}
 	}
-	return json.Marshal(kept)
+	if pending == nil {
+		pending = []json.RawMessage{}
+	}
+	return json.Marshal(pending)
+}
+
+// sampleValue reads the value of one series of a vector answer; NaN and unreadable values sort
+// lowest.
+func sampleValue(raw json.RawMessage) (float64, error) {
+	var s struct {
+		Value [2]json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return 0, err
+	}
+	var text string
+	if err := json.Unmarshal(s.Value[1], &text); err != nil {
+		return 0, fmt.Errorf("sample value: %w", err)
+	}
+	v, err := strconv.ParseFloat(text, 64)
+	if err != nil || math.IsNaN(v) {
+		v = math.Inf(-1)
+	}
+	return v, nil
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {

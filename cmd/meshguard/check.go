@@ -147,7 +147,7 @@ func buildCheckSetup(f *checkFlags, fs *pflag.FlagSet) (*checkSetup, error) {
 	}
 	// VirtualServices and DestinationRules: the retries of each hop for MeshRetryAmplification,
 	// and the service map's policies.
-	source, err := checkConfigSource(f.configFrom, f.kubeconfig, cfg.RootNamespace, manifest.KindPeerAuthentication,
+	source, err := checkConfigSource(f.configFrom, f.kubeconfig, cfg, manifest.KindPeerAuthentication,
 		manifest.KindVirtualService, manifest.KindDestinationRule)
 	if err != nil {
 		return nil, usageError(err)
@@ -193,24 +193,78 @@ func (e *endpointFlags) endpoint(url string, configured ...config.Endpoint) conf
 	return ep
 }
 
-// checkConfigSource picks where the Istio objects come from: files, or the cluster.
-func checkConfigSource(paths []string, kubeconfig, root string, kinds ...string) (checks.ConfigSource, error) {
+// checkConfigSource picks where the Istio objects come from: files, the cluster, or the
+// clusters of check.clusters, each through its own kubeconfig context.
+func checkConfigSource(paths []string, kubeconfig string, cfg *config.Config, kinds ...string) (checks.ConfigSource, error) {
+	clusters, limit := cfg.Check.Clusters, cfg.Check.Limits.MaxWorkloadLabelSets
+	if limit < 0 {
+		return nil, fmt.Errorf("check.limits.maxWorkloadLabelSets (%d) must not be negative", limit)
+	}
 	if len(paths) > 0 && kubeconfig != "" {
 		return nil, errors.New("give --config-from or --kubeconfig, not both")
 	}
+	if len(paths) > 0 && len(clusters) > 0 {
+		return nil, errors.New("give --config-from or check.clusters, not both")
+	}
+	// Without pods from the API server (manifests without workloads, or no right to list
+	// pods), the mTLS checks read pod labels from kube-state-metrics through Prometheus.
+	mtls := false
+	for _, k := range kinds {
+		mtls = mtls || k == manifest.KindPeerAuthentication
+	}
+	withKubeState := func(src checks.ConfigSource) (checks.ConfigSource, error) {
+		if cfg.Check.Prometheus.URL == "" || !mtls {
+			return src, nil
+		}
+		prom, err := checks.NewPrometheus(cfg.Check.Prometheus, nil)
+		if err != nil {
+			return nil, err
+		}
+		return checks.KubeStateSource{Base: src, Querier: prom, MaxWorkloadLabelSets: limit}, nil
+	}
 	if len(paths) > 0 {
-		src := checks.FileSource{Paths: paths, RootNamespace: root}
+		src := checks.FileSource{Paths: paths, RootNamespace: cfg.RootNamespace, MaxWorkloadLabelSets: limit}
 		// Read once now so a wrong path is a usage error, not a degraded daemon.
 		if _, err := src.Load(context.Background()); err != nil {
 			return nil, err
 		}
-		return src, nil
+		return withKubeState(src)
 	}
-	rc, err := cluster.RESTConfig(kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("%w (or give --config-from DIR)", err)
+	if len(clusters) == 0 {
+		rc, err := cluster.RESTConfig(kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w (or give --config-from DIR)", err)
+		}
+		src, err := checks.NewClusterSource(rc, cfg.RootNamespace, kinds...)
+		if err != nil {
+			return nil, err
+		}
+		src.MaxWorkloadLabelSets = limit
+		return withKubeState(src)
 	}
-	return checks.NewClusterSource(rc, root, kinds...)
+	var set checks.ClusterSet
+	seen := map[string]bool{}
+	for i, c := range clusters {
+		if c.Name == "" || seen[c.Name] {
+			return nil, fmt.Errorf("check.clusters[%d]: a cluster needs a name of its own (its destination_cluster value), got %q", i, c.Name)
+		}
+		seen[c.Name] = true
+		path := c.Kubeconfig
+		if path == "" {
+			path = kubeconfig
+		}
+		rc, err := cluster.ContextConfig(path, c.Context)
+		if err != nil {
+			return nil, fmt.Errorf("check.clusters[%d] (%s): %w", i, c.Name, err)
+		}
+		src, err := checks.NewClusterSource(rc, cfg.RootNamespace, kinds...)
+		if err != nil {
+			return nil, fmt.Errorf("check.clusters[%d] (%s): %w", i, c.Name, err)
+		}
+		src.Name, src.MaxWorkloadLabelSets = c.Name, limit
+		set.Sources = append(set.Sources, src)
+	}
+	return set, nil
 }
 
 func runCheck(cmd *cobra.Command, f *checkFlags) error {

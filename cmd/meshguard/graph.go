@@ -92,7 +92,7 @@ entry's traffic that follows the chain; chains over --budget are marked. Both: -
 				return usageError(err)
 			}
 			var meshCfg *checks.MeshConfig
-			source, err := checkConfigSource(configFrom, kubeconfig, cfg.RootNamespace,
+			source, err := checkConfigSource(configFrom, kubeconfig, cfg,
 				manifest.KindVirtualService, manifest.KindDestinationRule)
 			switch {
 			case err != nil && (len(configFrom) > 0 || kubeconfig != ""):
@@ -106,7 +106,8 @@ entry's traffic that follows the chain; chains over --budget are marked. Both: -
 				}
 			}
 			g, err := checks.BuildGraph(cmd.Context(), checks.GraphOptions{Querier: prom, Config: meshCfg, Window: window,
-				MeshDomain: cfg.MeshDomain, RootNamespace: cfg.RootNamespace, Thresholds: thresholds})
+				MeshDomain: cfg.MeshDomain, RootNamespace: cfg.RootNamespace, Thresholds: thresholds,
+				ClusterLabels: graph.ClusterLabels(cfg.Check.ClusterLabels)})
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("cannot build the graph from Prometheus at %s: %w", cfg.Check.Prometheus.URL, err)}
 			}

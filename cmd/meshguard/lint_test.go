@@ -7,11 +7,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/policies"
 )
 
@@ -313,13 +315,18 @@ func TestPoliciesListJSONHasEveryRule(t *testing.T) {
 		Severity string         `json:"severity"`
 		Params   map[string]any `json:"params"`
 		Language string         `json:"language"`
+		Kinds    []string       `json:"kinds"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &rows))
 	ids := map[string]bool{}
 	langs := map[string]bool{}
+	rules := 0
 	for _, r := range rows {
 		ids[r.ID] = true
 		langs[r.Language] = true
+		if !slices.Equal(r.Kinds, []string{alertKind}) {
+			rules++
+		}
 	}
 	for _, id := range []string{"MG001", "MG008", "MG009", "MG101", "MG106", "MG201", "MG205", "MG301", "MG303", "MG401", "MG406", "MG501", "MG506"} {
 		require.True(t, ids[id], id)
@@ -327,7 +334,10 @@ func TestPoliciesListJSONHasEveryRule(t *testing.T) {
 	require.True(t, langs["cel"] && langs["rego"], "the bundle uses both engines")
 	bundle, err := policies.All()
 	require.NoError(t, err)
-	require.Len(t, rows, len(bundle), "every rule of the bundle is listed")
+	require.Equal(t, len(bundle), rules, "every rule of the bundle is listed")
+	for _, a := range checks.AllAlerts() {
+		require.True(t, ids[a.Alertname], "the runtime alert %s is listed with the rules", a.Alertname)
+	}
 }
 
 // TestRuleDocsAreCurrent keeps docs/rules.md in step with the bundle: regenerate it with
@@ -346,11 +356,16 @@ func TestTheREADMERuleTableIsCurrent(t *testing.T) {
 	require.NoError(t, err)
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
+	// The first table, the rules'; the runtime alerts' table links to the runbooks beside it.
 	var rows []string
 	for _, line := range strings.Split(string(docs), "\n") {
-		if strings.HasPrefix(line, "|") {
-			rows = append(rows, line)
+		if !strings.HasPrefix(line, "|") {
+			if len(rows) > 0 {
+				break
+			}
+			continue
 		}
+		rows = append(rows, line)
 	}
 	require.NotEmpty(t, rows)
 	require.Contains(t, string(readme), strings.Join(rows, "\n"), "the README's rule table is stale: copy it from docs/rules.md")

@@ -15,6 +15,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/spf13/cobra"
 
+	"github.com/meshguard/meshguard/checks"
 	"github.com/meshguard/meshguard/internal/engine"
 	"github.com/meshguard/meshguard/internal/report"
 )
@@ -48,7 +49,7 @@ func newPoliciesListCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rf.stderr = cmd.ErrOrStderr()
-			_, eng, err := rf.build(cmd.Context())
+			cfg, eng, err := rf.build(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -64,15 +65,16 @@ func newPoliciesListCmd() *cobra.Command {
 					Description: strings.TrimSpace(r.Description), Remediation: r.Remediation, Source: r.Source,
 				})
 			}
+			alerts := alertListings(checks.SettingsFrom(cfg))
 			switch output {
 			case "json":
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return enc.Encode(append(rows, alerts...))
 			case "md", "markdown":
-				return listMarkdown(cmd.OutOrStdout(), rows)
+				return listMarkdown(cmd.OutOrStdout(), rows, alerts)
 			case "text", "":
-				return listText(cmd.OutOrStdout(), rows)
+				return listText(cmd.OutOrStdout(), rows, alerts)
 			}
 			return usageError(report.UnknownFormat(output, "text", "json", "md"))
 		},
@@ -83,6 +85,24 @@ func newPoliciesListCmd() *cobra.Command {
 	return cmd
 }
 
+// alertKind is the kinds column of the runtime alerts: they judge live traffic, not objects.
+const alertKind = "runtime"
+
+// alertListings lists the runtime checker's alerts beside the rules: the same registry, so a
+// reader finds an alert, the keys that tune it and its runbook where the rules are.
+func alertListings(s checks.Settings) []ruleListing {
+	var rows []ruleListing
+	for _, r := range checks.AllAlerts() {
+		rows = append(rows, ruleListing{
+			ID: r.Alertname, Title: r.Help, Severity: r.Severity, Enabled: true,
+			Kinds: []string{alertKind}, Language: "promql", Params: s.AlertParams(r.Alertname),
+			Description: r.Help, Remediation: "see docs/runbooks.md#" + strings.ToLower(r.Alertname),
+			Source: "meshguard check",
+		})
+	}
+	return rows
+}
+
 func paramString(p map[string]any) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(p)) {
@@ -91,7 +111,7 @@ func paramString(p map[string]any) string {
 	return strings.Join(parts, " ")
 }
 
-func listText(w io.Writer, rows []ruleListing) error {
+func listText(w io.Writer, rows, alerts []ruleListing) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSEVERITY\tKINDS\tLANG\tPARAMS\tTITLE")
 	for _, r := range rows {
@@ -101,10 +121,19 @@ func listText(w io.Writer, rows []ruleListing) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, sev, strings.Join(r.Kinds, ","), r.Language, paramString(r.Params), r.Title)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nRuntime alerts (meshguard check; keys under check.):")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ALERT\tSEVERITY\tPARAMS\tFIRES WHEN")
+	for _, a := range alerts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.ID, a.Severity, paramString(a.Params), a.Description)
+	}
 	return tw.Flush()
 }
 
-func listMarkdown(w io.Writer, rows []ruleListing) error {
+func listMarkdown(w io.Writer, rows, alerts []ruleListing) error {
 	ew := &strings.Builder{}
 	fmt.Fprintln(ew, "| ID | Severity | Kinds | Parameters (defaults) | Fires when |")
 	fmt.Fprintln(ew, "|---|---|---|---|---|")
@@ -128,6 +157,14 @@ func listMarkdown(w io.Writer, rows []ruleListing) error {
 		if r.Remediation != "" {
 			fmt.Fprintf(ew, "\nFix: %s\n", strings.TrimSpace(r.Remediation))
 		}
+	}
+	// The runtime alerts, each linked to its runbook (the runbook_url the checker sends).
+	fmt.Fprintln(ew, "\n## Runtime alerts (meshguard check)")
+	fmt.Fprintln(ew, "\nParameters are configuration keys under `check.`.")
+	fmt.Fprintln(ew, "\n| Alert | Severity | Parameters (defaults) | Fires when |")
+	fmt.Fprintln(ew, "|---|---|---|---|")
+	for _, a := range alerts {
+		fmt.Fprintf(ew, "| [%s](runbooks.md#%s) | %s | %s | %s |\n", a.ID, strings.ToLower(a.ID), a.Severity, paramString(a.Params), a.Description)
 	}
 	_, err := io.WriteString(w, ew.String())
 	return err

@@ -52,6 +52,23 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 	return cfg, nil
 }
 
+// ContextConfig returns the client config of one context of a kubeconfig file; an empty path
+// reads $KUBECONFIG or ~/.kube/config, an empty context takes the file's current one.
+func ContextConfig(kubeconfig, context string) (*rest.Config, error) {
+	if context == "" {
+		return RESTConfig(kubeconfig)
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules = &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("read context %s of kubeconfig %s: %w", context, kubeconfig, err)
+	}
+	return cfg, nil
+}
+
 // Item is one listed object. Problem is set when its spec fails the strict check (what MG001
 // reports); Object is set whenever the identity could be read, so a reader that only needs a
 // few fields may keep an object the strict check refuses.

@@ -103,6 +103,12 @@ type Check struct {
 	Limits CheckLimits `json:"limits,omitempty"`
 	// Graph configures the service map (`meshguard graph`, and /graph of the daemon).
 	Graph CheckGraph `json:"graph,omitempty"`
+	// ClusterLabels name the labels that carry the cluster of a series' two ends in a
+	// multi-cluster mesh (Istio's source_cluster and destination_cluster by default).
+	ClusterLabels ClusterLabels `json:"clusterLabels,omitempty"`
+	// Clusters are the clusters of a multi-cluster mesh, each read through its own kubeconfig
+	// context; empty reads the one cluster of --kubeconfig (or in-cluster).
+	Clusters []CheckCluster `json:"clusters,omitempty"`
 	// PartialResponse is sent to Prometheus as Thanos' partial_response parameter (unset: the
 	// backend's default). true: Thanos answers with what the stores it reached hold, plus
 	// warnings; false: it fails the query instead. Either way a partial answer resolves nothing
@@ -110,6 +116,20 @@ type Check struct {
 	PartialResponse *bool `json:"partialResponse,omitempty"`
 	// LeaderElection lets several replicas run with one sending to Alertmanager.
 	LeaderElection LeaderElection `json:"leaderElection,omitempty"`
+}
+
+// ClusterLabels name the source and destination cluster labels of Istio's metrics.
+type ClusterLabels struct {
+	Source      string `json:"source,omitempty"`
+	Destination string `json:"destination,omitempty"`
+}
+
+// CheckCluster is one cluster of the mesh: Name is its cluster ID, the destination_cluster
+// value of its series; an empty Kubeconfig or Context takes the default one.
+type CheckCluster struct {
+	Name       string `json:"name"`
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Context    string `json:"context,omitempty"`
 }
 
 // LeaderElection configures the checker replicas' election on a coordination.k8s.io Lease.
@@ -160,6 +180,10 @@ type CheckLimits struct {
 	// MaxAlertsPerCycle bounds the alerts the checker holds; past it, new alerts are not raised
 	// (critical ones first, then the highest figures, are kept).
 	MaxAlertsPerCycle int `json:"maxAlertsPerCycle,omitempty"`
+	// MaxWorkloadLabelSets bounds the distinct pod label sets kept per cluster to match
+	// PeerAuthentication selectors (0: 20,000); past it, workloads fall back to telemetry's
+	// app and version labels and the alerts say so.
+	MaxWorkloadLabelSets int `json:"maxWorkloadLabelSets,omitempty"`
 }
 
 // Endpoint is an HTTP server the checker talks to, with its credentials.
@@ -252,6 +276,7 @@ func Default() *Config {
 			Graph: CheckGraph{Health: GraphHealth{ErrorRateWarning: 0.005, ErrorRateCritical: 0.01,
 				P99Warning: Duration{500 * time.Millisecond}, P99Critical: Duration{time.Second}},
 				TeamKeys: []string{"team"}, TierKeys: []string{"tier"}},
+			ClusterLabels: ClusterLabels{Source: "source_cluster", Destination: "destination_cluster"},
 			// client-go's defaults for controllers: a dead leader is replaced within ~17 s,
 			// well inside the 4 intervals a firing alert stays valid in Alertmanager.
 			LeaderElection: LeaderElection{LeaseName: "meshguard-checker", LeaseDuration: Duration{15 * time.Second},

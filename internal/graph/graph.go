@@ -38,6 +38,8 @@ type Graph struct {
 	Edges       []Edge     `json:"edges"`
 	// Queries are the PromQL queries the graph was built from (a constant number).
 	Queries []string `json:"queries,omitempty"`
+	// Notes say what the map cannot show, and why.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Node is a workload or a service. Its ID holds the cluster, so one name in two clusters is two
@@ -109,6 +111,8 @@ type Options struct {
 	At         time.Time
 	// Queries are recorded in the graph as its provenance.
 	Queries []string
+	// ClusterLabels name the cluster labels the queries were written with.
+	ClusterLabels ClusterLabels
 }
 
 // flowKey is one observed (caller workload, service, serving workload) triple.
@@ -155,10 +159,10 @@ func (f *figures) add(o *figures) {
 
 func label(m model.Metric, name string) string { return string(m[model.LabelName(name)]) }
 
-func keyOf(m model.Metric) flowKey {
+func keyOf(m model.Metric, c ClusterLabels) flowKey {
 	return flowKey{
-		srcCluster: label(m, "source_cluster"), srcNS: label(m, "source_workload_namespace"), srcWL: label(m, "source_workload"),
-		dstCluster: label(m, "destination_cluster"), host: label(m, "destination_service"),
+		srcCluster: label(m, c.Source), srcNS: label(m, "source_workload_namespace"), srcWL: label(m, "source_workload"),
+		dstCluster: label(m, c.Destination), host: label(m, "destination_service"),
 		svcName: label(m, "destination_service_name"), svcNS: label(m, "destination_service_namespace"),
 		dstNS: label(m, "destination_workload_namespace"), dstWL: label(m, "destination_workload"),
 	}
@@ -173,6 +177,7 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 	if opts.Thresholds == (Thresholds{}) {
 		opts.Thresholds = DefaultThresholds()
 	}
+	clusters := opts.ClusterLabels.withDefaults()
 	flows := map[flowKey]*figures{}
 	get := func(k flowKey) *figures {
 		f, ok := flows[k]
@@ -183,13 +188,13 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		return f
 	}
 	for _, s := range results[QueryRequests] {
-		f := get(keyOf(s.Metric))
+		f := get(keyOf(s.Metric, clusters))
 		r := label(s.Metric, "reporter")
 		f.requests[r] += float64(s.Value)
 		f.byProtocol[label(s.Metric, "request_protocol")] += float64(s.Value)
 	}
 	for _, s := range results[QueryTopology] {
-		f := get(keyOf(s.Metric))
+		f := get(keyOf(s.Metric, clusters))
 		if p := label(s.Metric, "request_protocol"); p == ProtocolTCP {
 			f.tcp["source"] += float64(s.Value)
 		} else {
@@ -198,10 +203,10 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		}
 	}
 	for _, s := range results[QueryErrors] {
-		get(keyOf(s.Metric)).errors[label(s.Metric, "reporter")] += float64(s.Value)
+		get(keyOf(s.Metric, clusters)).errors[label(s.Metric, "reporter")] += float64(s.Value)
 	}
 	for _, s := range results[QuerySecurity] {
-		f := get(keyOf(s.Metric))
+		f := get(keyOf(s.Metric, clusters))
 		if label(s.Metric, "connection_security_policy") == "mutual_tls" {
 			f.mtls += float64(s.Value)
 		} else {
@@ -209,7 +214,7 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 		}
 	}
 	for _, s := range results[QueryTCP] {
-		f := get(keyOf(s.Metric))
+		f := get(keyOf(s.Metric, clusters))
 		r := label(s.Metric, "reporter")
 		f.tcp[r] += float64(s.Value)
 		if r == "destination" {
@@ -240,7 +245,7 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				continue
 			}
-			if f, ok := m[keyFn(keyOf(s.Metric))]; ok {
+			if f, ok := m[keyFn(keyOf(s.Metric, clusters))]; ok {
 				set(f)[label(s.Metric, "reporter")] = v
 			}
 		}
@@ -330,6 +335,9 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 	}
 	live(QueryEjections, func(n *Node, v float64) { n.EjectedEndpoints = &v })
 	live(QueryOverflow, func(n *Node, v float64) { n.OverflowRate = &v })
+	if len(results[QueryEjections]) == 0 && len(results[QueryOverflow]) == 0 {
+		g.Notes = append(g.Notes, EnvoyStatsHint)
+	}
 	for _, n := range nodes {
 		if n.RequestRate > 0 {
 			n.ErrorRate /= n.RequestRate
@@ -341,13 +349,29 @@ func Build(results map[string]model.Vector, opts Options) *Graph {
 	return g
 }
 
-// edge computes an edge's figures from the preferred reporter's view, the other one when the
-// preferred proxy reported nothing (a caller without a sidecar). ok is false without traffic.
+// reporters are the proxies whose view of an edge is taken, in order of preference: the caller's
+// sidecar for a call and the server's for a serve, then an ambient waypoint (which stands between
+// both), then the other end. ztunnel reports TCP only, as source or destination.
+var reporters = map[string][]string{
+	"source":      {"source", "waypoint", "destination"},
+	"destination": {"destination", "waypoint", "source"},
+}
+
+// edge computes an edge's figures from the first reporter in reporters[prefer] that saw its
+// requests (a caller without a sidecar has no source view; an ambient one has a waypoint's),
+// else the first that saw its connections. ok is false without traffic.
 func (f *figures) edge(prefer string) (Edge, bool) {
-	other := map[string]string{"source": "destination", "destination": "source"}[prefer]
-	r := prefer
-	if f.requests[r] == 0 && f.tcp[r] == 0 {
-		r = other
+	order := reporters[prefer]
+	r, other := "", order[len(order)-1]
+	for _, seen := range []map[string]float64{f.requests, f.tcp} {
+		for _, c := range order {
+			if r == "" && seen[c] > 0 {
+				r = c
+			}
+		}
+	}
+	if r == "" {
+		r = order[0]
 	}
 	e := Edge{Reporter: r}
 	switch req := f.requests[r]; {

@@ -376,3 +376,32 @@ func TestImpactFindsDependentsWithTheirShareAndTheDependencies(t *testing.T) {
 	_, err := build(t, observed(diamond...), nil).Impact("nope")
 	require.ErrorIs(t, err, ErrNoService)
 }
+
+func TestBuildReadsTheConfiguredClusterLabels(t *testing.T) {
+	c := call{src: "shop/web", dst: "shop/a-v1", rate: 2}
+	m := c.metric("source", "src_cluster_id", "west", "dst_cluster_id", "north")
+	delete(m, "source_cluster")
+	delete(m, "destination_cluster")
+	g := Build(map[string]model.Vector{QueryRequests: vec(sample(2, m))},
+		Options{Window: 5 * time.Minute, ClusterLabels: ClusterLabels{Source: "src_cluster_id", Destination: "dst_cluster_id"}})
+	e := edge(t, g, "workload:west/shop/web -> service:north/a.shop.svc.cluster.local")
+	require.InDelta(t, 2, e.RequestRate, 1e-9)
+	for _, q := range Queries(5*time.Minute, ClusterLabels{Source: "src_cluster_id", Destination: "dst_cluster_id"}) {
+		require.NotContains(t, q.Query, "destination_cluster", q.Name)
+	}
+}
+
+func TestBuildTakesAWaypointsViewOverZtunnelConnections(t *testing.T) {
+	c := call{src: "shop/web", dst: "shop/a-v1", rate: 3}
+	g := build(t, map[string]model.Vector{
+		QueryRequests: vec(sample(3, c.metric("waypoint"))),
+		// ztunnel's view of the same calls: TCP connections, from both ends.
+		QueryTCP: vec(sample(3, c.metric("source", "request_protocol", "tcp")), sample(3, c.metric("destination", "request_protocol", "tcp"))),
+	}, nil)
+	call := edge(t, g, webWL+" -> "+aSvc)
+	require.Equal(t, "waypoint", call.Reporter)
+	require.Equal(t, ProtocolHTTP, call.Protocol)
+	serve := edge(t, g, aSvc+" -> "+aWL)
+	require.Equal(t, "waypoint", serve.Reporter)
+	require.Len(t, g.Notes, 1, "no Envoy cluster stats in these answers: the map says so")
+}

@@ -27,22 +27,47 @@ const (
 	durationMetric = "istio_request_duration_milliseconds_bucket"
 )
 
+// ClusterLabels name the labels of a series' source and destination cluster in a multi-cluster
+// mesh; empty names are Istio's, source_cluster and destination_cluster.
+type ClusterLabels struct {
+	Source, Destination string
+}
+
+// withDefaults fills in Istio's names.
+func (c ClusterLabels) withDefaults() ClusterLabels {
+	if c.Source == "" {
+		c.Source = "source_cluster"
+	}
+	if c.Destination == "" {
+		c.Destination = "destination_cluster"
+	}
+	return c
+}
+
+// in writes a by-clause of Istio's label names with the cluster labels c names.
+func (c ClusterLabels) in(by string) string {
+	c = c.withDefaults()
+	return strings.NewReplacer("source_cluster", c.Source, "destination_cluster", c.Destination).Replace(by)
+}
+
 // Query is one PromQL query of the graph.
 type Query struct {
 	Name, Query, Describes string
 }
 
 // Queries are the graph's queries over window: one per figure, whatever the size of the mesh.
-func Queries(window time.Duration) []Query {
+func Queries(window time.Duration, clusters ClusterLabels) []Query {
 	w := model.Duration(window).String()
+	flowLabels, callLabels, serveLabels := clusters.in(flowLabels), clusters.in(callLabels), clusters.in(serveLabels)
 	quantile := func(q float64, by string) string {
 		return fmt.Sprintf(`histogram_quantile(%g, sum by (%s, le) (rate(%s[%s])))`, q, by, durationMetric, w)
 	}
 	return []Query{
 		{QueryRequests, fmt.Sprintf(`sum by (%s, request_protocol) (rate(istio_requests_total[%s]))`, flowLabels, w),
 			"requests per second per caller, service, serving workload, reporter and protocol"},
-		// gRPC reports most failures as HTTP 200 with a non-OK grpc-status: both count.
-		{QueryErrors, fmt.Sprintf(`sum by (%s) (rate(istio_requests_total{response_code=~"5.."}[%s]) or rate(istio_requests_total{request_protocol="grpc",response_code!~"5..",grpc_response_status!~"0|"}[%s]))`, flowLabels, w, w),
+		// gRPC reports most failures as HTTP 200 with a non-OK grpc-status: both count, whatever
+		// request_protocol says (gRPC-Web is reported as http).
+		{QueryErrors, fmt.Sprintf(`sum by (%s) (rate(istio_requests_total{response_code=~"5.."}[%s]) or rate(istio_requests_total{response_code!~"5..",grpc_response_status!~"0|"}[%s]))`, flowLabels, w, w),
 			"failed requests per second (HTTP 5xx, gRPC status other than OK)"},
 		{QuerySecurity, fmt.Sprintf(`sum by (%s, connection_security_policy) (rate(istio_requests_total{reporter="destination"}[%s]))`, flowLabels, w),
 			"requests per second by connection security, as the destination proxy reports it"},
@@ -60,6 +85,14 @@ func Queries(window time.Duration) []Query {
 	}
 }
 
+// EnvoyStatsHint says what is missing when no client exports Envoy's cluster stats, and the
+// setting that turns them on.
+const EnvoyStatsHint = "Envoy's per-cluster stats (retries, outlier ejections, overflows) of outbound|PORT|SUBSET|HOST clusters are not " +
+	"exported: Istio's proxies only export them when proxyStatsMatcher asks for them (and meshConfig.outboundClusterStatName, if set, " +
+	"renames them past recognition). Until then retries are judged by the URX response flag and open circuits by UO and UH in " +
+	"istio_requests_total. To export them, set meshConfig.defaultConfig.proxyStatsMatcher (or the proxy.istio.io/config annotation of the clients) " +
+	`to inclusionRegexps: [".*upstream_rq_retry$", ".*upstream_rq_total$", ".*upstream_rq_pending_overflow$", ".*outlier_detection.*"].`
+
 // outbound selects an Envoy cluster stat's service-to-service clusters.
 func outbound(metric string) string { return metric + `{cluster_name=~"outbound\\|.+"}` }
 
@@ -71,8 +104,9 @@ func byHost(expr string) string {
 // TopologyQuery is the one query retry amplification needs: requests (or TCP connections) per
 // second per flow, the larger of the two proxies' counts, so that a caller or a server without a
 // sidecar still shows. Build reads its answer as the callers' view.
-func TopologyQuery(window time.Duration) Query {
+func TopologyQuery(window time.Duration, clusters ClusterLabels) Query {
 	w := model.Duration(window).String()
+	flowLabels := clusters.in(flowLabels)
 	by := strings.ReplaceAll(flowLabels, "reporter, ", "") + ", request_protocol"
 	perReporter := func(metric string) string {
 		return fmt.Sprintf(`sum by (%s, request_protocol) (rate(%s[%s]))`, flowLabels, metric, w)

@@ -21,6 +21,12 @@ const (
 	// Service (core v1) is inventory only: its selector and ports tell which workloads are
 	// behind a host; no rule reviews it and its fields are not checked.
 	KindService = "Service"
+	// Pods and the workload controllers' pod templates are inventory only too: their labels
+	// are what PeerAuthentication selectors match, for the runtime checker reading manifests.
+	KindPod         = "Pod"
+	KindDeployment  = "Deployment"
+	KindStatefulSet = "StatefulSet"
+	KindDaemonSet   = "DaemonSet"
 )
 
 type kindInfo struct {
@@ -40,7 +46,11 @@ var kinds = map[string]kindInfo{
 		func() proto.Message { return &security.AuthorizationPolicy{} }},
 	KindTelemetry: {"telemetry.istio.io", []string{"v1", "v1alpha1"},
 		func() proto.Message { return &telemetry.Telemetry{} }},
-	KindService: {"", []string{"v1"}, nil},
+	KindService:     {"", []string{"v1"}, nil},
+	KindPod:         {"", []string{"v1"}, nil},
+	KindDeployment:  {"apps", []string{"v1"}, nil},
+	KindStatefulSet: {"apps", []string{"v1"}, nil},
+	KindDaemonSet:   {"apps", []string{"v1"}, nil},
 }
 
 // Kinds lists the checked kinds in a stable order; KindService, read but never checked, is not
@@ -58,7 +68,8 @@ func GroupVersions(kind string) (group string, versions []string) {
 	return k.group, k.versions
 }
 
-// InventoryOnly tells whether kind is read only as context for the checked kinds (a Service).
+// InventoryOnly tells whether kind is read only as context for the checked kinds (a Service, a
+// Pod, a workload controller).
 func InventoryOnly(kind string) bool {
 	k, ok := kinds[kind]
 	return ok && k.newSpec == nil

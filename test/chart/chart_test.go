@@ -513,7 +513,7 @@ func TestRBAC(t *testing.T) {
 			"apps":                {"controllerrevisions", "daemonsets", "deployments", "replicasets", "statefulsets"},
 			"networking.istio.io": {"destinationrules", "virtualservices"},
 			"security.istio.io":   {"peerauthentications"},
-			"":                    {"namespaces"},
+			"":                    {"namespaces", "pods"},
 		},
 	}
 	for _, set := range optionSets {

@@ -45,6 +45,7 @@ func TestCheckCluster(t *testing.T) {
 	cp.CreateNamespace(t, "istio-system", nil)
 	cp.CreateNamespace(t, "strict", injected)
 	cp.CreateNamespace(t, "quiet", injected) // in the mesh, STRICT through the mesh-wide policy, no traffic
+	checkRunPod(t, cp, "quiet", "idle", map[string]string{"app": "idle"}, true)
 	cp.CreateNamespace(t, "legacy", nil)
 	pas := cp.Istio().SecurityV1()
 	_, err := pas.PeerAuthentications("istio-system").Create(ctx, checkPA("istio-system", "default", apisecurity.PeerAuthentication_MutualTLS_STRICT, nil), metav1.CreateOptions{})
@@ -89,7 +90,7 @@ func TestCheckCluster(t *testing.T) {
 		}
 		require.Len(t, got, 2, out)
 		require.Equal(t, "istio-system/default", got[checks.AlertPlaintextTraffic+"/strict"]["peer_authentication"])
-		require.Contains(t, got, checks.AlertTelemetryBlind+"/quiet", "an injected namespace with no traffic")
+		require.Contains(t, got, checks.AlertTelemetryBlind+"/quiet", "a namespace running injected pods with no traffic")
 	})
 
 	t.Run("a policy changed in the cluster is seen at the next cycle", func(t *testing.T) {

@@ -207,7 +207,7 @@ func TestCheckRulesOnFixedData(t *testing.T) {
 		require.Nil(t, payments.OverflowRate, "meshsim exports no overflow counter")
 		cart := edges["workload:"+k+"/shop/web -> service:"+k+"/cart.shop.svc.cluster.local"]
 		require.InDelta(t, 0.05, cart.ErrorRate, 1e-6, "the client sees timeouts as 504s")
-		require.Len(t, g.Queries, len(checks.GraphSignals(5*time.Minute)))
+		require.Len(t, g.Queries, len(checks.GraphSignals(5*time.Minute, graph.ClusterLabels{})))
 		t.Logf("graph: %d nodes, %d edges", len(g.Nodes), len(g.Edges))
 	})
 }

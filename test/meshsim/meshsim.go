@@ -11,6 +11,11 @@
 //   - WriteOpenMetrics, a static OpenMetrics rendering of a flow set over a time range for
 //     `promtool tsdb create-blocks-from openmetrics`, for deterministic query results.
 //
+// The label sets are real Istio's: they come from the expositions in shapes/ (sidecars, ambient
+// ztunnel, waypoints, gRPC, two clusters, renamed cluster stats, PassthroughCluster calls), each
+// naming its source, and the package's tests check that meshsim writes every series of each
+// fixture for the same scenario.
+//
 // Istio facts the model respects (the checker's queries depend on them):
 //   - connection_security_policy is "mutual_tls" or "none" on reporter="destination" series and
 //     "unknown" on reporter="source" series.
@@ -19,6 +24,13 @@
 //     disconnect: response_code "0", response_flags "DC".
 //   - A client without a sidecar produces no source-side series and no Envoy stats, and the
 //     destination sees it as source_workload "unknown" over plaintext.
+//   - Ambient workloads are reported by ztunnel (TCP only; connection_security_policy
+//     "mutual_tls" or "unknown"); a connection a STRICT policy refuses is opened, then closed
+//     with response_flags "DENY". Their HTTP metrics come from a waypoint, reporter="waypoint".
+//   - gRPC failures are response_code "200" with grpc_response_status other than "0".
+//   - Overflows (UO) and no healthy upstream (UH) are seen by the calling side only.
+//   - A PassthroughCluster call names the host and nothing else: service name
+//     "PassthroughCluster", namespace and workload "unknown".
 //   - Envoy's cluster stats carry the namespace and pod of the proxy that exports them (the
 //     client); the destination is only in cluster_name (outbound|PORT|SUBSET|HOST). Every proxy
 //     also exports noise clusters that are not destination services, with deliberately non-zero
@@ -64,6 +76,7 @@ const (
 	MetricRequests        = "istio_requests_total"
 	MetricRequestDuration = "istio_request_duration_milliseconds"
 	MetricTCPOpened       = "istio_tcp_connections_opened_total"
+	MetricTCPClosed       = "istio_tcp_connections_closed_total"
 	MetricUpstreamRq      = "envoy_cluster_upstream_rq_total"
 	MetricUpstreamRetry   = "envoy_cluster_upstream_rq_retry"
 	MetricEjectionsActive = "envoy_cluster_outlier_detection_ejections_active"
@@ -87,29 +100,12 @@ const (
 )
 
 // RequestLabelNames returns the labels of istio_requests_total and
-// istio_request_duration_milliseconds (plus le on buckets), in Istio's order.
-func RequestLabelNames() []string {
-	return []string{
-		"reporter",
-		"source_workload", "source_workload_namespace", "source_principal", "source_app", "source_version", "source_cluster",
-		"destination_workload", "destination_workload_namespace", "destination_principal", "destination_app",
-		"destination_version", "destination_service", "destination_service_name", "destination_service_namespace",
-		"destination_cluster",
-		"request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy",
-	}
-}
+// istio_request_duration_milliseconds (plus le on buckets), as the sidecar fixture has them.
+func RequestLabelNames() []string { return append([]string(nil), sidecarLabels()[MetricRequests]...) }
 
-// TCPLabelNames returns the labels of istio_tcp_connections_opened_total: the request labels
-// without response_code and grpc_response_status.
-func TCPLabelNames() []string {
-	var out []string
-	for _, l := range RequestLabelNames() {
-		if l != "response_code" && l != "grpc_response_status" {
-			out = append(out, l)
-		}
-	}
-	return out
-}
+// TCPLabelNames returns the labels of istio_tcp_connections_opened_total and _closed_total (the
+// request labels without response_code and grpc_response_status), as the sidecar fixture has them.
+func TCPLabelNames() []string { return append([]string(nil), sidecarLabels()[MetricTCPOpened]...) }
 
 // EnvoyClusterLabelNames returns the labels of the envoy_cluster_* stats as scraped from istio-proxy.
 func EnvoyClusterLabelNames() []string { return []string{"namespace", "pod", "cluster_name"} }
@@ -136,7 +132,17 @@ type Workload struct {
 	// NoSidecar models a workload outside the mesh: it reports nothing, and its peer sees it
 	// as "unknown" over plaintext.
 	NoSidecar bool
+	// Ambient models a workload in ambient mode: its node's ztunnel reports its TCP connections
+	// (istio_tcp_*, reporter source or destination) and it exports no Envoy stats; HTTP metrics
+	// come from a waypoint (Flow.Waypoint).
+	Ambient bool
 }
+
+// sidecar tells whether the workload runs an istio-proxy sidecar.
+func (w Workload) sidecar() bool { return !w.NoSidecar && !w.Ambient }
+
+// inMesh tells whether a proxy (sidecar or ztunnel) carries the workload's traffic.
+func (w Workload) inMesh() bool { return !w.NoSidecar }
 
 // Flow is traffic from one workload to one destination service.
 type Flow struct {
@@ -181,6 +187,23 @@ type Flow struct {
 	// OmitEnvoyStats models proxies that do not export envoy_cluster_* stats (Istio's default
 	// without proxyStatsMatcher). A pod exports them unless every flow it takes part in omits them.
 	OmitEnvoyStats bool
+	// OverflowShare is the share of requests the client's circuit breaker refuses (UO/503);
+	// NoHealthyShare the share that finds no healthy upstream host (UH/503). Only the client
+	// side (sidecar or waypoint) sees them: they never reach the server.
+	OverflowShare, NoHealthyShare float64
+	// Waypoint routes the flow's requests through the destination's waypoint proxy (ambient):
+	// the waypoint reports them with reporter="waypoint".
+	Waypoint bool
+	// Denied models a plaintext client refused by a STRICT policy at an ambient destination:
+	// its ztunnel counts every connection opened, then closed with response_flags="DENY".
+	Denied bool
+	// ExternalHost makes the destination a host outside the mesh reached through
+	// PassthroughCluster (Destination must have NoSidecar): Istio knows no service name,
+	// namespace or workload for it.
+	ExternalHost string
+	// ClusterStatName is the cluster_name of the client's Envoy stats when
+	// meshConfig.outboundClusterStatName renames them; default outbound|PORT|SUBSET|HOST.
+	ClusterStatName string
 }
 
 func (w Workload) withDefaults() Workload {
@@ -253,21 +276,30 @@ func (f Flow) derivedKey() string {
 		f.Destination.Namespace, f.Destination.Name, f.Service, f.ServiceNamespace, f.Port, f.Protocol)
 }
 
-// ServiceHost is the destination service's FQDN, the destination_service label.
+// ServiceHost is the destination service's FQDN, the destination_service label (the external
+// host for a PassthroughCluster flow).
 func (f Flow) ServiceHost() string {
 	f = f.withDefaults()
+	if f.ExternalHost != "" {
+		return f.ExternalHost
+	}
 	return f.Service + "." + f.ServiceNamespace + ".svc.cluster.local"
 }
 
-// ClusterName is the client's outbound Envoy cluster for this flow: outbound|PORT|SUBSET|HOST.
+// ClusterName is the cluster_name of the client's Envoy stats for this flow:
+// outbound|PORT|SUBSET|HOST, or ClusterStatName.
 func (f Flow) ClusterName() string {
 	f = f.withDefaults()
+	if f.ClusterStatName != "" {
+		return f.ClusterStatName
+	}
 	return fmt.Sprintf("outbound|%d|%s|%s", f.Port, f.Subset, f.ServiceHost())
 }
 
-// MTLS reports whether the flow is mutual TLS: both sides have sidecars and it is not Plaintext.
+// MTLS reports whether the flow is mutual TLS: both sides are in the mesh (sidecar or ambient)
+// and it is not Plaintext.
 func (f Flow) MTLS() bool {
-	return !f.Plaintext && !f.Source.NoSidecar && !f.Destination.NoSidecar
+	return !f.Plaintext && f.Source.inMesh() && f.Destination.inMesh() && f.ExternalHost == ""
 }
 
 // Validate reports what is wrong with the flow, if anything.
@@ -293,18 +325,28 @@ func (f Flow) Validate() error {
 	for _, s := range []struct {
 		name string
 		v    float64
-	}{{"error share", f.ErrorShare}, {"timeout share", f.TimeoutShare}, {"URX share", f.URXShare}, {"retry share", f.RetryShare}} {
+	}{{"error share", f.ErrorShare}, {"timeout share", f.TimeoutShare}, {"URX share", f.URXShare}, {"retry share", f.RetryShare},
+		{"overflow share", f.OverflowShare}, {"no-healthy share", f.NoHealthyShare}} {
 		if s.v < 0 || s.v > 1 || math.IsNaN(s.v) {
 			errs = append(errs, fmt.Errorf("%s %v is outside [0, 1]", s.name, s.v))
 		}
 	}
-	if f.ErrorShare+f.TimeoutShare+f.URXShare > 1+countEpsilon {
-		errs = append(errs, fmt.Errorf("error, timeout and URX shares add up to %v > 1", f.ErrorShare+f.TimeoutShare+f.URXShare))
+	if sum := f.ErrorShare + f.TimeoutShare + f.URXShare + f.OverflowShare + f.NoHealthyShare; sum > 1+countEpsilon {
+		errs = append(errs, fmt.Errorf("error, timeout, URX, overflow and no-healthy shares add up to %v > 1", sum))
+	}
+	if f.Waypoint && !f.Destination.Ambient {
+		errs = append(errs, errors.New("a waypoint serves ambient destinations only"))
+	}
+	if f.Denied && (!f.Destination.Ambient || f.MTLS()) {
+		errs = append(errs, errors.New("a denied flow is plaintext into an ambient destination (ztunnel reports the denial)"))
+	}
+	if f.ExternalHost != "" && !f.Destination.NoSidecar {
+		errs = append(errs, errors.New("an external host has no sidecar: set Destination.NoSidecar"))
 	}
 	if f.RetryShare >= 1 {
 		errs = append(errs, fmt.Errorf("retry share %v must be < 1 (retries are a share of all upstream attempts)", f.RetryShare))
 	}
-	if f.Protocol == TCP && (f.ErrorShare > 0 || f.TimeoutShare > 0 || f.URXShare > 0 || f.RetryShare > 0) {
+	if f.Protocol == TCP && (f.ErrorShare > 0 || f.TimeoutShare > 0 || f.URXShare > 0 || f.RetryShare > 0 || f.OverflowShare > 0 || f.NoHealthyShare > 0) {
 		errs = append(errs, errors.New("TCP flows have no requests to fail or retry: error, timeout, URX and retry shares must be 0"))
 	}
 	if f.EjectionsActive < 0 {
@@ -325,6 +367,7 @@ type family int
 const (
 	famRequests family = iota // istio_requests_total and the duration histogram
 	famTCPOpened
+	famTCPClosed
 	famUpstreamRq
 	famUpstreamRetry
 	famEjections
@@ -365,18 +408,19 @@ func model(flows []Flow) []contribution {
 	for _, f := range flows {
 		src, dst := f.Source, f.Destination
 		srcPod, dstPod := pod{src.Namespace, src.Pod}, pod{dst.Namespace, dst.Pod}
+		// Only sidecars export Envoy's cluster stats; ztunnel has none.
 		if !f.OmitEnvoyStats {
-			if !src.NoSidecar {
+			if src.sidecar() {
 				exportsStats[srcPod] = true
 			}
-			if !dst.NoSidecar {
+			if dst.sidecar() {
 				exportsStats[dstPod] = true
 			}
 		} else {
-			if _, ok := exportsStats[srcPod]; !ok && !src.NoSidecar {
+			if _, ok := exportsStats[srcPod]; !ok && src.sidecar() {
 				exportsStats[srcPod] = false
 			}
-			if _, ok := exportsStats[dstPod]; !ok && !dst.NoSidecar {
+			if _, ok := exportsStats[dstPod]; !ok && dst.sidecar() {
 				exportsStats[dstPod] = false
 			}
 		}
@@ -385,15 +429,31 @@ func model(flows []Flow) []contribution {
 		lat := float64(f.Latency) / float64(time.Millisecond)
 		timeout := float64(f.Timeout) / float64(time.Millisecond)
 		mtls := f.MTLS()
+		if f.Denied {
+			// ztunnel opens, then refuses: nothing else of the flow exists.
+			add(famTCPOpened, 0, r, f.tcpLabels("destination", mtls, "-")...)
+			add(famTCPClosed, 0, r, f.tcpLabels("destination", mtls, "DENY")...)
+			continue
+		}
+		// ztunnel reports the connections of ambient workloads, HTTP ones included (one
+		// connection per request here), as opened and, once done, closed.
+		if src.Ambient {
+			add(famTCPOpened, 0, r, f.tcpLabels("source", mtls, "-")...)
+			add(famTCPClosed, 0, r, f.tcpLabels("source", mtls, "-")...)
+		}
+		if dst.Ambient {
+			add(famTCPOpened, 0, r, f.tcpLabels("destination", mtls, "-")...)
+			add(famTCPClosed, 0, r, f.tcpLabels("destination", mtls, "-")...)
+		}
 		if f.Protocol == TCP {
-			if !src.NoSidecar {
-				add(famTCPOpened, 0, r, f.tcpLabels("source", mtls)...)
+			if src.sidecar() {
+				add(famTCPOpened, 0, r, f.tcpLabels("source", mtls, "-")...)
 			}
-			if !dst.NoSidecar {
-				add(famTCPOpened, 0, r, f.tcpLabels("destination", mtls)...)
+			if dst.sidecar() {
+				add(famTCPOpened, 0, r, f.tcpLabels("destination", mtls, "-")...)
 			}
 		} else {
-			ok := r * (1 - f.ErrorShare - f.TimeoutShare - f.URXShare)
+			ok := r * (1 - f.ErrorShare - f.TimeoutShare - f.URXShare - f.OverflowShare - f.NoHealthyShare)
 			if ok < 0 {
 				ok = 0
 			}
@@ -401,29 +461,39 @@ func model(flows []Flow) []contribution {
 			attempts := r / (1 - f.RetryShare)
 			retries := attempts - r
 			codes := codesFor(f.Protocol)
-			if !src.NoSidecar {
-				add(famRequests, lat, ok, f.requestLabels("source", mtls, codes.ok, "-")...)
-				add(famRequests, lat, r*f.ErrorShare, f.requestLabels("source", mtls, codes.err, "-")...)
-				add(famRequests, timeout, r*f.TimeoutShare, f.requestLabels("source", mtls, codes.timeout, "UT")...)
-				add(famRequests, lat, r*f.URXShare, f.requestLabels("source", mtls, codes.err, "URX")...)
+			// The calling side sees every outcome: the client's sidecar, and the waypoint.
+			var callers []string
+			if src.sidecar() {
+				callers = append(callers, "source")
 			}
-			if !dst.NoSidecar {
+			if f.Waypoint {
+				callers = append(callers, "waypoint")
+			}
+			for _, rep := range callers {
+				add(famRequests, lat, ok, f.requestLabels(rep, mtls, codes.ok, "-")...)
+				add(famRequests, lat, r*f.ErrorShare, f.requestLabels(rep, mtls, codes.err, "-")...)
+				add(famRequests, timeout, r*f.TimeoutShare, f.requestLabels(rep, mtls, codes.timeout, "UT")...)
+				add(famRequests, lat, r*f.URXShare, f.requestLabels(rep, mtls, codes.err, "URX")...)
+				add(famRequests, 0, r*f.OverflowShare, f.requestLabels(rep, mtls, codes.err, "UO")...)
+				add(famRequests, 0, r*f.NoHealthyShare, f.requestLabels(rep, mtls, codes.err, "UH")...)
+			}
+			if dst.sidecar() {
 				add(famRequests, lat, ok, f.requestLabels("destination", mtls, codes.ok, "-")...)
 				add(famRequests, lat, r*(f.ErrorShare+f.URXShare)+retries, f.requestLabels("destination", mtls, codes.err, "-")...)
 				add(famRequests, timeout, r*f.TimeoutShare, f.requestLabels("destination", mtls, codes.disconnect, "DC")...)
 			}
-			if !src.NoSidecar && !f.OmitEnvoyStats {
+			if src.sidecar() && !f.OmitEnvoyStats && f.ExternalHost == "" {
 				cluster := f.ClusterName()
 				add(famUpstreamRq, 0, attempts, src.Namespace, src.Pod, cluster)
 				add(famUpstreamRetry, 0, retries, src.Namespace, src.Pod, cluster)
 			}
-			if !dst.NoSidecar {
+			if dst.sidecar() {
 				inbound = append(inbound, contribution{fam: famUpstreamRq, values: []string{dst.Namespace, dst.Pod,
 					fmt.Sprintf("inbound|%d||", f.Port)}, rate: attempts})
 				destPods = append(destPods, dstPod)
 			}
 		}
-		if !src.NoSidecar && !f.OmitEnvoyStats {
+		if src.sidecar() && !f.OmitEnvoyStats && f.ExternalHost == "" {
 			add(famEjections, 0, float64(f.EjectionsActive), src.Namespace, src.Pod, f.ClusterName())
 		}
 	}
@@ -462,55 +532,97 @@ type responseCodes struct {
 	ok, err, timeout, disconnect [2]string
 }
 
+// codesFor gives a protocol's codes. gRPC failures are HTTP 200 with a grpc-status other than
+// 0; Envoy's own replies to gRPC (503, 504) become grpc-status 14, UNAVAILABLE.
 func codesFor(p Protocol) responseCodes {
 	if p == GRPC {
-		return responseCodes{ok: [2]string{"200", "0"}, err: [2]string{"503", "14"}, timeout: [2]string{"504", "4"}, disconnect: [2]string{"0", ""}}
+		return responseCodes{ok: [2]string{"200", "0"}, err: [2]string{"200", "14"}, timeout: [2]string{"200", "14"}, disconnect: [2]string{"0", ""}}
 	}
 	return responseCodes{ok: [2]string{"200", ""}, err: [2]string{"503", ""}, timeout: [2]string{"504", ""}, disconnect: [2]string{"0", ""}}
 }
 
-// peerLabels returns the source_* and destination_* label values as the given reporter sees them.
-func (f Flow) peerLabels(mtls bool) []string {
+// peerLabels returns the source_*, destination_* and service label values of the flow as its
+// proxies report them: "unknown" for what they cannot know.
+func (f Flow) peerLabels(mtls bool) map[string]string {
 	src, dst := f.Source, f.Destination
+	m := map[string]string{}
+	side := func(prefix string, w Workload, principal string) {
+		m[prefix+"_workload"], m[prefix+"_workload_namespace"], m[prefix+"_principal"] = w.Name, w.Namespace, principal
+		m[prefix+"_app"], m[prefix+"_version"], m[prefix+"_cluster"] = w.App, w.Version, w.Cluster
+		m[prefix+"_canonical_service"], m[prefix+"_canonical_revision"] = w.App, w.Version
+		// Istio's canonical revision of a workload without a version is "latest".
+		if m[prefix+"_canonical_revision"] == "" {
+			m[prefix+"_canonical_revision"] = "latest"
+		}
+		// Outside the mesh a workload is unknown, except to an ambient destination's ztunnel,
+		// which knows every pod by its address.
+		if !w.inMesh() && !(prefix == "source" && f.Destination.Ambient) {
+			for k := range m {
+				if strings.HasPrefix(k, prefix+"_") {
+					m[k] = unknown
+				}
+			}
+			m[prefix+"_canonical_revision"] = "latest"
+		}
+	}
 	srcPrincipal, dstPrincipal := unknown, unknown
 	if mtls {
 		srcPrincipal, dstPrincipal = src.Principal(), dst.Principal()
 	}
-	source := []string{src.Name, src.Namespace, srcPrincipal, src.App, src.Version, src.Cluster}
-	if src.NoSidecar {
-		source = []string{unknown, unknown, unknown, unknown, unknown, unknown}
+	if dst.Ambient {
+		// ztunnel writes the identity of the workload it serves, mTLS or not.
+		dstPrincipal = dst.Principal()
 	}
-	destination := []string{dst.Name, dst.Namespace, dstPrincipal, dst.App, dst.Version}
-	if dst.NoSidecar {
-		destination = []string{unknown, unknown, unknown, unknown, unknown}
+	side("source", src, srcPrincipal)
+	side("destination", dst, dstPrincipal)
+	m["destination_service"], m["destination_service_name"], m["destination_service_namespace"] = f.ServiceHost(), f.Service, f.ServiceNamespace
+	if f.ExternalHost != "" {
+		m["destination_service_name"], m["destination_service_namespace"] = "PassthroughCluster", unknown
 	}
-	cluster := dst.Cluster
-	if dst.NoSidecar {
-		cluster = unknown
-	}
-	out := append(source, destination...)
-	return append(out, f.ServiceHost(), f.Service, f.ServiceNamespace, cluster)
+	return m
 }
 
-func securityPolicy(reporter string, mtls bool) string {
+// securityPolicy is connection_security_policy as the reporter writes it: only the server side
+// knows (sidecars write "none" for plaintext, ztunnel "unknown"); callers write "unknown",
+// except a waypoint, which terminates the client's mTLS.
+func (f Flow) securityPolicy(reporter string, mtls bool) string {
 	switch {
-	case reporter == "source":
+	case reporter == "source" && !f.Source.Ambient:
 		return unknown
 	case mtls:
 		return "mutual_tls"
-	default:
+	case reporter == "destination" && f.Destination.sidecar():
 		return "none"
+	default:
+		return unknown
 	}
 }
 
-func (f Flow) requestLabels(reporter string, mtls bool, code [2]string, flags string) []string {
-	out := append([]string{reporter}, f.peerLabels(mtls)...)
-	return append(out, string(f.Protocol), code[0], code[1], flags, securityPolicy(reporter, mtls))
+// ordered writes label values in the order of names.
+func ordered(names []string, m map[string]string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		v, ok := m[n]
+		if !ok {
+			panic("meshsim: no value for label " + n)
+		}
+		out[i] = v
+	}
+	return out
 }
 
-func (f Flow) tcpLabels(reporter string, mtls bool) []string {
-	out := append([]string{reporter}, f.peerLabels(mtls)...)
-	return append(out, string(TCP), "-", securityPolicy(reporter, mtls))
+func (f Flow) requestLabels(reporter string, mtls bool, code [2]string, flags string) []string {
+	m := f.peerLabels(mtls)
+	m["reporter"], m["request_protocol"], m["response_code"], m["grpc_response_status"] = reporter, string(f.Protocol), code[0], code[1]
+	m["response_flags"], m["connection_security_policy"] = flags, f.securityPolicy(reporter, mtls)
+	return ordered(RequestLabelNames(), m)
+}
+
+func (f Flow) tcpLabels(reporter string, mtls bool, flags string) []string {
+	m := f.peerLabels(mtls)
+	m["reporter"], m["request_protocol"], m["response_flags"] = reporter, string(TCP), flags
+	m["connection_security_policy"] = f.securityPolicy(reporter, mtls)
+	return ordered(TCPLabelNames(), m)
 }
 
 // prepare validates flows and applies defaults, rejecting duplicate keys.
@@ -818,8 +930,8 @@ func (e *Exporter) snapshot() []exportedSeries {
 
 // collector turns an exporter snapshot into const metrics at scrape time.
 type collector struct {
-	e                                             *Exporter
-	requests, duration, tcp, rq, retry, ejections *prometheus.Desc
+	e                                                        *Exporter
+	requests, duration, tcp, tcpClosed, rq, retry, ejections *prometheus.Desc
 }
 
 func newCollector(e *Exporter) *collector {
@@ -829,6 +941,7 @@ func newCollector(e *Exporter) *collector {
 		requests:  prometheus.NewDesc(MetricRequests, "Total requests (synthetic, meshsim).", req, nil),
 		duration:  prometheus.NewDesc(MetricRequestDuration, "Request duration in milliseconds (synthetic, meshsim).", req, nil),
 		tcp:       prometheus.NewDesc(MetricTCPOpened, "Total TCP connections opened (synthetic, meshsim).", tcp, nil),
+		tcpClosed: prometheus.NewDesc(MetricTCPClosed, "Total TCP connections closed (synthetic, meshsim).", tcp, nil),
 		rq:        prometheus.NewDesc(MetricUpstreamRq, "Total upstream requests (synthetic, meshsim).", envoy, nil),
 		retry:     prometheus.NewDesc(MetricUpstreamRetry, "Total upstream request retries (synthetic, meshsim).", envoy, nil),
 		ejections: prometheus.NewDesc(MetricEjectionsActive, "Active outlier ejections (synthetic, meshsim).", envoy, nil),
@@ -836,7 +949,7 @@ func newCollector(e *Exporter) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.tcp, c.rq, c.retry, c.ejections} {
+	for _, d := range []*prometheus.Desc{c.requests, c.duration, c.tcp, c.tcpClosed, c.rq, c.retry, c.ejections} {
 		ch <- d
 	}
 }
@@ -855,6 +968,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		case famTCPOpened:
 			ch <- prometheus.MustNewConstMetric(c.tcp, prometheus.CounterValue, s.value, s.values...)
+		case famTCPClosed:
+			ch <- prometheus.MustNewConstMetric(c.tcpClosed, prometheus.CounterValue, s.value, s.values...)
 		case famUpstreamRq:
 			ch <- prometheus.MustNewConstMetric(c.rq, prometheus.CounterValue, s.value, s.values...)
 		case famUpstreamRetry:
@@ -891,6 +1006,7 @@ func omFamilies() []omFamily {
 		{famRequests, "istio_requests", MetricRequests, "counter", "Total requests.", req},
 		{famRequests, MetricRequestDuration, "", "histogram", "Request duration in milliseconds.", req},
 		{famTCPOpened, "istio_tcp_connections_opened", MetricTCPOpened, "counter", "Total TCP connections opened.", tcp},
+		{famTCPClosed, "istio_tcp_connections_closed", MetricTCPClosed, "counter", "Total TCP connections closed.", tcp},
 		{famUpstreamRq, "envoy_cluster_upstream_rq", MetricUpstreamRq, "counter", "Total upstream requests.", envoy},
 		{famUpstreamRetry, MetricUpstreamRetry, MetricUpstreamRetry, "unknown", "Total upstream request retries.", envoy},
 		{famEjections, MetricEjectionsActive, MetricEjectionsActive, "gauge", "Active outlier ejections.", envoy},

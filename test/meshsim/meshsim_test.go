@@ -734,7 +734,7 @@ func TestWriteOpenMetrics(t *testing.T) {
 	require.NoError(t, err)
 	types, samples := parseOpenMetrics(t, strings.NewReader(text), span)
 	require.Equal(t, map[string]string{
-		"istio_requests": "counter", meshsim.MetricRequestDuration: "histogram", "istio_tcp_connections_opened": "counter",
+		"istio_requests": "counter", meshsim.MetricRequestDuration: "histogram", "istio_tcp_connections_opened": "counter", "istio_tcp_connections_closed": "counter",
 		"envoy_cluster_upstream_rq": "counter", meshsim.MetricUpstreamRetry: "unknown", meshsim.MetricEjectionsActive: "gauge",
 	}, types)
 
