@@ -219,15 +219,31 @@ func (t *Tracker) forgetResolved(n int) int {
 	return dropped
 }
 
-// Restore seeds firing alerts a previous run sent (read back from Alertmanager), so that a
-// restarted checker keeps their start times and resolves the ones that cleared meanwhile
-// instead of forgetting them. Alerts the tracker already has are left alone, and none past the
-// Limit are taken. It returns how many it took.
+// AlertValidity is how long Alertmanager keeps a firing alert after its last re-send: a checker
+// that stops sending for longer lets its alerts resolve on their own.
+func AlertValidity(interval time.Duration) time.Duration { return validCycles * interval }
+
+// Restore seeds firing alerts a previous run or another replica sent (read back from
+// Alertmanager), so that a restarted checker or a new leader keeps their start times and
+// resolves the ones that cleared meanwhile instead of forgetting them. An alert the tracker
+// already holds active takes Alertmanager's earlier start (a follower that evaluated it saw it
+// later than the leader did); a resolved one is left alone. None past the Limit are taken. It
+// returns how many it took or changed.
 func (t *Tracker) Restore(alerts []*Alert) int {
 	n := 0
 	for _, r := range alerts {
 		k := labelsKey(r.Labels)
-		if _, ok := t.active[k]; ok || (t.Limit > 0 && len(t.active) >= t.Limit) {
+		if a, ok := t.active[k]; ok {
+			if a.State != StateInactive && r.ActiveAt.Before(a.ActiveAt) {
+				a.State, a.ActiveAt = StateFiring, r.ActiveAt
+				if a.FiredAt.IsZero() || a.FiredAt.After(r.ActiveAt) {
+					a.FiredAt = r.ActiveAt
+				}
+				n++
+			}
+			continue
+		}
+		if t.Limit > 0 && len(t.active) >= t.Limit {
 			continue
 		}
 		a := r.clone()

@@ -151,3 +151,37 @@ func TestTrackerBehaviour(t *testing.T) {
 		t.Run(tc.name, tc.run)
 	}
 }
+
+// TestTrackerRestoreOnTakeover: a follower evaluated the same conditions as the leader but saw
+// them later. Taking over, it keeps the start Alertmanager knows and resends what it resolved.
+func TestTrackerRestoreOnTakeover(t *testing.T) {
+	const interval = 10 * time.Second
+	tr := NewTracker(0)
+	held, cleared := testAlert("X", "namespace", "a"), testAlert("X", "namespace", "b")
+	tr.Update(t0, "X", []*Alert{held, cleared}, true)
+	t1 := t0.Add(interval)
+	tr.Update(t1, "X", []*Alert{held}, true) // b cleared while this replica followed
+
+	fromAM := func(a *Alert, start time.Time) *Alert {
+		r := a.clone()
+		r.ActiveAt, r.ValidUntil = start, t1.Add(3*interval)
+		return r
+	}
+	leaderStart := t0.Add(-time.Hour)
+	require.Equal(t, 2, tr.Restore([]*Alert{fromAM(held, leaderStart), fromAM(testAlert("X", "namespace", "c"), leaderStart),
+		fromAM(cleared, leaderStart)}), "a takes the earlier start, c is new, b stays resolved")
+
+	t2 := t1.Add(interval)
+	tr.Update(t2, "X", []*Alert{held}, true)
+	sent := map[string]*Alert{}
+	for _, a := range tr.Due(t2, interval) {
+		sent[a.Labels["namespace"]] = a
+	}
+	require.Len(t, sent, 3)
+	require.Equal(t, StateFiring, sent["a"].State)
+	require.Equal(t, leaderStart, sent["a"].StartsAt(), "the episode Alertmanager holds goes on")
+	require.Equal(t, StateInactive, sent["b"].State, "never sent by this replica: its resolution goes out now")
+	require.Equal(t, t1, sent["b"].EndsAt())
+	require.Equal(t, StateInactive, sent["c"].State, "cleared before the takeover: resolved at once")
+	require.Equal(t, t2, sent["c"].EndsAt())
+}

@@ -29,6 +29,9 @@ type Options struct {
 	// Notifier receives the alerts due each cycle; nil sends nothing (`check --once` without
 	// Alertmanagers).
 	Notifier *Notifier
+	// MaySend tells whether this replica sends alerts (nil: always). A follower in a leader
+	// election evaluates all the same; its alerts are neither marked sent nor handed over.
+	MaySend func() bool
 	// Clock is the evaluation time of each cycle (default time.Now). Tests inject a fixed time
 	// to query backfilled data.
 	Clock func() time.Time
@@ -181,11 +184,15 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 	results := map[string]model.Vector{}
 	holes := map[string]bool{}
 	for _, q := range res.Queries {
-		if q.Err != nil {
+		if q.Err != nil && !errors.Is(q.Err, ErrPartialResponse) {
 			c.failedAt[q.Signal] = ts
 			continue
 		}
 		results[q.Signal] = q.Vector
+		// A partial answer may raise alerts; what it lacks resolves nothing.
+		if q.Err != nil {
+			holes[q.Signal] = true
+		}
 		// What was cut off is missing data: it must neither resolve alerts nor raise absence.
 		if q.Dropped > 0 {
 			holes[q.Signal] = true
@@ -251,7 +258,9 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 		c.buildPage(ctx, ts)
 	}
 
-	res.Sent = c.tracker.Due(ts, c.opts.Settings.Interval)
+	if c.opts.MaySend == nil || c.opts.MaySend() {
+		res.Sent = c.tracker.Due(ts, c.opts.Settings.Interval)
+	}
 	res.Firing = c.tracker.Firing()
 	res.Duration = time.Since(start)
 	// The result is published before any alert leaves: whoever sees an alert in Alertmanager
@@ -562,7 +571,10 @@ func (c *Checker) Restore(ctx context.Context) (int, error) {
 	}
 	var ours []*Alert
 	for _, a := range alerts {
-		if a.Labels[LabelRule] != "" {
+		// Another checker may watch other namespaces (an ad hoc --once, say): what this one
+		// does not watch it would resolve for want of data, so it leaves those alone.
+		own := a.Name() == AlertCheckerDegraded || a.Name() == AlertCheckerOverLimit
+		if a.Labels[LabelRule] != "" && (own || c.opts.Settings.watches(a.Labels[LabelNamespace])) {
 			ours = append(ours, a)
 		}
 	}

@@ -376,3 +376,52 @@ func TestCheckerUnattributedFindings(t *testing.T) {
 	require.Contains(t, b.String(), "1 MeshUpstreamTimeouts findings not raised")
 	require.NotContains(t, b.String(), "proxyStatsMatcher", "Envoy's stats are exported: nothing to say about them")
 }
+
+// TestCheckerMaySend: a follower evaluates but neither sends nor marks alerts sent, so that when
+// it starts sending every alert it holds goes out.
+func TestCheckerMaySend(t *testing.T) {
+	s := testSettings()
+	am := newFakeAM(t)
+	n, _ := testNotifier(t, endpoint(am.URL()))
+	clk := &clock{now: t0}
+	var may bool
+	c, err := New(Options{Settings: s, Querier: newFakeQuerier(s, stormResults()), Config: StaticSource{meshFrom(t, meshStrict)},
+		Notifier: n, Clock: clk.Now, MaySend: func() bool { return may }})
+	require.NoError(t, err)
+	res := c.Cycle(context.Background())
+	require.Len(t, res.Firing, 2)
+	require.Empty(t, res.Sent)
+	may = true
+	clk.advance(s.Interval)
+	res = c.Cycle(context.Background())
+	require.Len(t, res.Sent, 2)
+	require.Equal(t, t0, res.Sent[0].StartsAt(), "first seen while following")
+	flush(t, n)
+	require.Len(t, am.received(), 2)
+}
+
+// TestCheckerRestoresOnlyWhatItWatches: a checker narrowed to some namespaces leaves the alerts
+// of the others in Alertmanager alone instead of resolving them.
+func TestCheckerRestoresOnlyWhatItWatches(t *testing.T) {
+	s := testSettings()
+	am := newFakeAM(t)
+	n, _ := testNotifier(t, endpoint(am.URL()))
+	q := newFakeQuerier(s, stormResults())
+	clk := &clock{now: time.Now().Truncate(time.Second)}
+	c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, n, clk)
+	c.Cycle(context.Background())
+	require.Eventually(t, func() bool { return len(am.received()) == 2 }, 5*time.Second, 10*time.Millisecond)
+
+	narrow := testSettings()
+	narrow.Include, narrow.ExtraLabels, narrow.CheckerNamespace = []string{"shop"}, map[string]string{"cluster": "prod"}, "meshguard"
+	n2, _ := testNotifier(t, endpoint(am.URL()))
+	c2, err := New(Options{Settings: narrow, Querier: newFakeQuerier(narrow, nil), Config: StaticSource{meshFrom(t, meshStrict)}, Notifier: n2})
+	require.NoError(t, err)
+	restored, err := c2.Restore(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, restored, "both alerts are in bookinfo, which this checker does not watch")
+	res := c2.Cycle(context.Background())
+	for _, a := range res.Sent {
+		require.NotEqual(t, "bookinfo", a.Labels[LabelNamespace], "nothing of bookinfo is resolved: %v", a.Labels)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/meshguard/meshguard/internal/config"
 )
 
@@ -22,8 +24,8 @@ type DoFunc func(*http.Request) (*http.Response, error)
 func (f DoFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // Transport builds the round tripper for an endpoint: its TLS CA, then its bearer token or basic
-// auth. Token and password files are read on each request, so rotated secrets are picked up
-// without a restart. With do set, do replaces the network and TLS; credentials are still added.
+// auth, then its extra headers. Token, password and header files are read on each request, so
+// rotated secrets are picked up without a restart. With do set, do replaces the network and TLS; credentials are still added.
 //
 // (prometheus/common/config does the same but pulls in three more modules.)
 func Transport(ep config.Endpoint, do DoFunc) (http.RoundTripper, error) {
@@ -57,6 +59,13 @@ func Transport(ep config.Endpoint, do DoFunc) (http.RoundTripper, error) {
 			t.TLSClientConfig = tc
 		}
 		base = t
+	}
+	if len(ep.Headers) > 0 || len(ep.HeaderFiles) > 0 {
+		h, err := newHeaderRoundTripper(ep, base)
+		if err != nil {
+			return nil, err
+		}
+		base = h
 	}
 	switch {
 	case ep.BearerToken != "" || ep.BearerTokenFile != "":
@@ -118,4 +127,66 @@ func (a *authRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.SetBasicAuth(u, p)
 	}
 	return a.next.RoundTrip(r)
+}
+
+// reservedHeaders are set by the client or by the endpoint's own settings; Prometheus' HTTP
+// client configuration refuses them in its headers for the same reason.
+var reservedHeaders = map[string]bool{
+	"Authorization": true, "Host": true, "Content-Length": true, "Content-Type": true, "Content-Encoding": true,
+	"Accept-Encoding": true, "Connection": true, "Transfer-Encoding": true, "Upgrade": true, "User-Agent": true,
+	"Proxy-Authorization": true,
+}
+
+// headerRoundTripper adds an endpoint's extra headers (a Mimir or Cortex tenant's X-Scope-OrgID).
+type headerRoundTripper struct {
+	next   http.RoundTripper
+	static http.Header
+	files  map[string]string // canonical header name: file
+}
+
+func newHeaderRoundTripper(ep config.Endpoint, next http.RoundTripper) (*headerRoundTripper, error) {
+	h := &headerRoundTripper{next: next, static: http.Header{}, files: map[string]string{}}
+	check := func(name string) (string, error) {
+		canon := http.CanonicalHeaderKey(name)
+		switch {
+		case !httpguts.ValidHeaderFieldName(name):
+			return "", fmt.Errorf("endpoint %s: %q is not a valid header name", ep.URL, name)
+		case reservedHeaders[canon]:
+			return "", fmt.Errorf("endpoint %s: header %s is set by the client or by bearerToken/basicAuth, not by headers", ep.URL, canon)
+		}
+		if _, ok := ep.Headers[name]; ok && ep.HeaderFiles[name] != "" {
+			return "", fmt.Errorf("endpoint %s: header %s is in both headers and headerFiles", ep.URL, canon)
+		}
+		return canon, nil
+	}
+	for name, value := range ep.Headers {
+		canon, err := check(name)
+		if err != nil {
+			return nil, err
+		}
+		h.static.Set(canon, value)
+	}
+	for name, file := range ep.HeaderFiles {
+		canon, err := check(name)
+		if err != nil {
+			return nil, err
+		}
+		h.files[canon] = file
+	}
+	return h, nil
+}
+
+func (h *headerRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h.static {
+		r.Header[k] = v
+	}
+	for k, file := range h.files {
+		v, err := secret("", file)
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %w", k, err)
+		}
+		r.Header.Set(k, v)
+	}
+	return h.next.RoundTrip(r)
 }

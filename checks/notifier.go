@@ -144,6 +144,23 @@ func (n *Notifier) Queued() map[string]int {
 	return out
 }
 
+// Drop forgets every queued alert update and returns how many it dropped. A replica that lost
+// the leadership drops its queue: the new leader sends the current state, and a stale update
+// delivered after it would undo it. Nothing is lost, so alertmanager_alerts_dropped_total (a
+// full queue) does not count them.
+func (n *Notifier) Drop() int {
+	total := 0
+	for _, s := range n.senders {
+		s.mu.Lock()
+		dropped := len(s.pending)
+		clear(s.pending)
+		s.mu.Unlock()
+		s.opts.Metrics.AMQueueLength.WithLabelValues(s.url).Set(0)
+		total += dropped
+	}
+	return total
+}
+
 // Stop delivers what is queued, retrying until ctx ends, then stops the senders. It is safe to
 // call more than once; the error names the Alertmanagers left with undelivered alerts.
 func (n *Notifier) Stop(ctx context.Context) error {

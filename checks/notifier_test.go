@@ -178,3 +178,17 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+func TestNotifierDrop(t *testing.T) {
+	am := newFakeAM(t)
+	am.respondWith(http.StatusServiceUnavailable)
+	n, m := testNotifier(t, endpoint(am.URL()))
+	n.Send([]*Alert{firingAlert("a", t0), firingAlert("b", t0)})
+	require.Eventually(t, func() bool { return am.failedAttempts() > 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, 2, n.Drop())
+	require.Equal(t, 0, n.Queued()[am.URL()])
+	require.Zero(t, metricValue(t, m.AMDropped.WithLabelValues(am.URL())), "a handover is not a full queue")
+	require.Zero(t, metricValue(t, m.AMQueueLength.WithLabelValues(am.URL())))
+	flush(t, n) // nothing is left to deliver, though the Alertmanager still fails
+	require.Empty(t, am.received())
+}

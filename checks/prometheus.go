@@ -2,8 +2,12 @@ package checks
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -18,18 +22,55 @@ type Querier interface {
 	Query(ctx context.Context, query string, ts time.Time, opts ...promv1.Option) (model.Value, promv1.Warnings, promv1.Infos, error)
 }
 
+// ErrPartialResponse marks a query answered with warnings: a Thanos querier that could not reach
+// every store answers with what the others hold and says so in warnings. Such an answer may
+// raise alerts but never resolves one.
+var ErrPartialResponse = errors.New("partial response")
+
+// PrometheusOption configures NewPrometheus.
+type PrometheusOption func(*promOptions)
+
+type promOptions struct{ partialResponse *bool }
+
+// PartialResponse sends Thanos' partial_response parameter with every query (nil: not sent).
+func PartialResponse(v *bool) PrometheusOption {
+	return func(o *promOptions) { o.partialResponse = v }
+}
+
 // NewPrometheus returns the client_golang API client for a Prometheus endpoint (do: see
 // Transport). Answers to bounded queries hold at most the bound, whatever the backend does.
-func NewPrometheus(ep config.Endpoint, do DoFunc) (promv1.API, error) {
+func NewPrometheus(ep config.Endpoint, do DoFunc, opts ...PrometheusOption) (promv1.API, error) {
+	var o promOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	rt, err := Transport(ep, do)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
+	}
+	if o.partialResponse != nil {
+		rt = partialResponseTransport{next: rt, value: strconv.FormatBool(*o.partialResponse)}
 	}
 	c, err := promapi.NewClient(promapi.Config{Address: ep.URL, RoundTripper: topkTransport{next: rt}})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client for %s: %w", ep.URL, err)
 	}
 	return promv1.NewAPI(c), nil
+}
+
+// partialResponseTransport adds partial_response to the URL: Thanos reads it with FormValue, so
+// it counts for posted forms too, and Prometheus ignores it.
+type partialResponseTransport struct {
+	next  http.RoundTripper
+	value string
+}
+
+func (t partialResponseTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	q := r.URL.Query()
+	q.Set("partial_response", t.value)
+	r.URL.RawQuery = q.Encode()
+	return t.next.RoundTrip(r)
 }
 
 // QueryResult is the outcome of one signal's query in a cycle.
@@ -87,6 +128,11 @@ func runQuery(ctx context.Context, q Querier, sig Signal, ts time.Time, timeout 
 		vec = highest(vec, limit)
 	}
 	res.Duration = time.Since(start)
+	if err == nil && len(warnings) > 0 {
+		// The answer is kept, since what it shows is there, and marked: absence proves nothing.
+		res.Vector, res.Series = vec, len(vec)
+		err = fmt.Errorf("%w: %s", ErrPartialResponse, strings.Join(warnings, "; "))
+	}
 	if err != nil {
 		res.Err = fmt.Errorf("query prometheus for %s: %w", sig.Name, err)
 		return res

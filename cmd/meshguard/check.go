@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -15,8 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/checkd"
 	"github.com/meshguard/meshguard/internal/cluster"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/manifest"
@@ -57,7 +58,7 @@ func (f *checkFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.output, "output", "o", "text", "--once output format: "+strings.Join(checks.ReportFormats(), ", "))
 	fs.StringVar(&f.listenAddress, "listen-address", ":8080", "daemon mode: address of /metrics, /healthz, /readyz and, with check.graph.enabled, /graph")
 	fs.DurationVar(&f.flushTimeout, "flush-timeout", 15*time.Second, "on shutdown, how long to keep trying to deliver queued alerts")
-	fs.BoolVar(&f.restoreFromAM, "restore", true, "daemon mode: at start, read back from Alertmanager the alerts a previous run left firing (keeps their start times, resolves the ones that cleared)")
+	fs.BoolVar(&f.restoreFromAM, "restore", true, "before sending (at start, on becoming the leader, and with --once), read back from Alertmanager the alerts a previous run left firing (keeps their start times, resolves the ones that cleared)")
 	f.log.register(fs, "text")
 	fs.StringVar(&f.checkerNamespace, "checker-namespace", os.Getenv("POD_NAMESPACE"), "namespace label of MeshCheckerDegraded (default: $POD_NAMESPACE)")
 }
@@ -82,9 +83,13 @@ The STRICT/PERMISSIVE picture comes from PeerAuthentication objects in the clust
 or in-cluster) or in manifest files (--config-from DIR).
 
 With --once it checks once, prints what fires (-o text or json) and exits 0 (nothing fires), 1
-(something fires) or 2 (usage error, or Prometheus could not be queried). Without it, it runs as
-a daemon serving /metrics, /healthz and /readyz on --listen-address, and on SIGTERM delivers the
-alerts still queued before it exits.`,
+(something fires) or 2 (usage error, or Prometheus could not be queried). Given Alertmanagers, it
+first reads back the alerts a previous run left firing, so that those that cleared are resolved
+at once, and sends what it found, MeshCheckerDegraded included. Without --once, it runs as a
+daemon serving /metrics, /healthz and /readyz on --listen-address, and on SIGTERM delivers the
+alerts still queued before it exits. With check.leaderElection enabled, replicas elect a leader
+on a Lease: every replica checks, only the leader sends, and a new leader first reads the firing
+alerts back from Alertmanager.`,
 		Example: `  meshguard check --once --prometheus-url http://prometheus:9090 --config-from k8s/
   meshguard check --once -o json --prometheus-url http://localhost:9090 --kubeconfig ~/.kube/config
   meshguard check --config meshguard.yaml --alertmanager-url http://am-0:9093 --alertmanager-url http://am-1:9093`,
@@ -147,7 +152,7 @@ func buildCheckSetup(f *checkFlags, fs *pflag.FlagSet) (*checkSetup, error) {
 	if err != nil {
 		return nil, usageError(err)
 	}
-	prom, err := checks.NewPrometheus(c.Prometheus, nil)
+	prom, err := checks.NewPrometheus(c.Prometheus, nil, checks.PartialResponse(c.PartialResponse))
 	if err != nil {
 		return nil, usageError(err)
 	}
@@ -303,51 +308,12 @@ func checkNotifier(ams []config.Endpoint, metrics *checks.Metrics, logger *slog.
 	return n, nil
 }
 
-// runCheckOnce runs one cycle. A failed query or configuration read makes the result
-// untrustworthy for a script, so it is exit 2 and nothing is sent.
+// runCheckOnce runs one cycle. With Alertmanagers it first reads back the alerts a previous run
+// left firing, so that what cleared meanwhile is resolved now, and sends what the cycle found,
+// MeshCheckerDegraded included. A failed query or configuration read makes the result
+// untrustworthy for a script: exit 2.
 func runCheckOnce(cmd *cobra.Command, f *checkFlags, setup *checkSetup, logger *slog.Logger) error {
 	metrics := checks.NewMetrics(nil)
-	notifier, err := checkNotifier(setup.ams, metrics, logger)
-	if err != nil {
-		return err
-	}
-	// Sending happens only after a complete cycle: the checker gets no notifier.
-	checker, err := checks.New(checks.Options{Settings: setup.settings, Querier: setup.querier, Config: setup.source,
-		Metrics: metrics, Logger: logger})
-	if err != nil {
-		return usageError(err)
-	}
-	res := checker.Cycle(cmd.Context())
-	if res.Degraded() {
-		if notifier != nil {
-			_ = notifier.Stop(context.Background())
-		}
-		return &exitError{code: 2, err: fmt.Errorf("cannot check: Prometheus at %s or the mesh configuration could not be read: %w",
-			setup.cfg.Check.Prometheus.URL, errors.Join(res.Errors()...))}
-	}
-	if err := checks.WriteReport(cmd.OutOrStdout(), checks.NewReport(res, setup.settings), f.output); err != nil {
-		return err
-	}
-	if notifier != nil {
-		notifier.Send(res.Sent)
-		ctx, cancel := context.WithTimeout(context.Background(), f.flushTimeout)
-		defer cancel()
-		if err := notifier.Stop(ctx); err != nil {
-			fmt.Fprintln(cmd.ErrOrStderr(), "meshguard: alerts not delivered:", err)
-		}
-	}
-	if len(res.Firing) > 0 {
-		return &exitError{code: 1}
-	}
-	return nil
-}
-
-// runCheckDaemon runs cycles every interval until ctx ends (SIGTERM or interrupt), then delivers
-// the queued alerts within --flush-timeout and stops the HTTP server.
-func runCheckDaemon(ctx context.Context, f *checkFlags, setup *checkSetup, logger *slog.Logger) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoCollector())
-	metrics := checks.NewMetrics(reg)
 	notifier, err := checkNotifier(setup.ams, metrics, logger)
 	if err != nil {
 		return err
@@ -357,57 +323,73 @@ func runCheckDaemon(ctx context.Context, f *checkFlags, setup *checkSetup, logge
 	if err != nil {
 		return usageError(err)
 	}
+	if notifier != nil && f.restoreFromAM {
+		rctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+		if _, err := checker.Restore(rctx); err != nil {
+			logger.Warn("could not read back firing alerts; alerts that cleared are left to expire", "err", err)
+		}
+		cancel()
+	}
+	res := checker.Cycle(cmd.Context())
+	if notifier != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), f.flushTimeout)
+		defer cancel()
+		if err := notifier.Stop(ctx); err != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "meshguard: alerts not delivered:", err)
+		}
+	}
+	if res.Degraded() {
+		return &exitError{code: 2, err: fmt.Errorf("cannot check: Prometheus at %s or the mesh configuration could not be read: %w",
+			setup.cfg.Check.Prometheus.URL, errors.Join(res.Errors()...))}
+	}
+	if err := checks.WriteReport(cmd.OutOrStdout(), checks.NewReport(res, setup.settings), f.output); err != nil {
+		return err
+	}
+	if len(res.Firing) > 0 {
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+// runCheckDaemon runs the checker as a daemon (internal/checkd) until ctx ends (SIGTERM or
+// interrupt), with leader election when check.leaderElection is enabled.
+func runCheckDaemon(ctx context.Context, f *checkFlags, setup *checkSetup, logger *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoCollector())
+	metrics := checks.NewMetrics(reg)
+	notifier, err := checkNotifier(setup.ams, metrics, logger)
+	if err != nil {
+		return err
+	}
+	var election *checkd.Election
+	if le := setup.cfg.Check.LeaderElection; le.Enabled {
+		rc, err := cluster.RESTConfig(f.kubeconfig)
+		if err != nil {
+			return usageError(fmt.Errorf("check.leaderElection needs the cluster: %w", err))
+		}
+		if election, err = checkd.NewElection(rc, le, f.checkerNamespace, setup.settings.Interval, logger); err != nil {
+			return usageError(err)
+		}
+		// client-go's leader election logs through klog: keep one format and level on stderr.
+		klog.SetSlogLogger(logger)
+	}
+	gate := &checkd.Gate{}
+	checker, err := checks.New(checks.Options{Settings: setup.settings, Querier: setup.querier, Config: setup.source,
+		Notifier: notifier, MaySend: gate.Open, Metrics: metrics, Logger: logger})
+	if err != nil {
+		return usageError(err)
+	}
 	// Bind before anything else so a taken port is a usage error at once.
 	ln, err := net.Listen("tcp", f.listenAddress)
 	if err != nil {
 		return usageError(fmt.Errorf("--listen-address %s: %w", f.listenAddress, err))
 	}
-	srv := &http.Server{Handler: checks.Handler(checker, reg), ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("meshguard check running", "listen", ln.Addr().String(), "prometheus", setup.cfg.Check.Prometheus.URL,
-		"alertmanagers", len(setup.ams), "interval", setup.settings.Interval, "window", setup.settings.Window, "config", setup.source.String())
-
-	if notifier != nil && f.restoreFromAM {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		n, err := checker.Restore(rctx)
-		cancel()
-		if err != nil {
-			logger.Warn("could not read back firing alerts; they will be re-sent as found", "err", err)
-		} else if n > 0 {
-			logger.Info("restored firing alerts from Alertmanager", "alerts", n)
-		}
-	}
-
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	loopDone := make(chan struct{})
-	go func() {
-		defer close(loopDone)
-		checker.Run(ctx)
-	}()
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		logger.Error("HTTP server failed", "err", err)
-		stop()
-	}
-	<-loopDone
-	logger.Info("shutting down: delivering queued alerts", "timeout", f.flushTimeout)
-	var errs []error
-	if notifier != nil {
-		fctx, cancel := context.WithTimeout(context.Background(), f.flushTimeout)
-		if err := notifier.Stop(fctx); err != nil {
-			errs = append(errs, err)
-		}
-		cancel()
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("stop HTTP server: %w", err))
-	}
-	if err := errors.Join(errs...); err != nil {
+		"alertmanagers", len(setup.ams), "interval", setup.settings.Interval, "window", setup.settings.Window, "config", setup.source.String(),
+		"leader_election", election != nil)
+	err = checkd.Run(ctx, checkd.Options{Checker: checker, Gate: gate, Notifier: notifier, Registry: reg, Listener: ln,
+		Interval: setup.settings.Interval, Restore: f.restoreFromAM, Election: election, FlushTimeout: f.flushTimeout, Logger: logger})
+	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	return nil

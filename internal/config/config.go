@@ -120,6 +120,13 @@ type Check struct {
 	// Clusters are the clusters of a multi-cluster mesh, each read through its own kubeconfig
 	// context; empty reads the one cluster of --kubeconfig (or in-cluster).
 	Clusters []CheckCluster `json:"clusters,omitempty"`
+	// PartialResponse is sent to Prometheus as Thanos' partial_response parameter (unset: the
+	// backend's default). true: Thanos answers with what the stores it reached hold, plus
+	// warnings; false: it fails the query instead. Either way a partial answer resolves nothing
+	// and the cycle is degraded.
+	PartialResponse *bool `json:"partialResponse,omitempty"`
+	// LeaderElection lets several replicas run with one sending to Alertmanager.
+	LeaderElection LeaderElection `json:"leaderElection,omitempty"`
 }
 
 // ClusterLabels name the source and destination cluster labels of Istio's metrics.
@@ -134,6 +141,23 @@ type CheckCluster struct {
 	Name       string `json:"name"`
 	Kubeconfig string `json:"kubeconfig,omitempty"`
 	Context    string `json:"context,omitempty"`
+}
+
+// LeaderElection configures the checker replicas' election on a coordination.k8s.io Lease.
+// Every replica queries and serves /metrics and /readyz; only the leader sends alerts, and a new
+// leader first reads the firing alerts back from Alertmanager. The durations follow client-go's
+// leaderelection: a dead leader is replaced within LeaseDuration plus RetryPeriod.
+type LeaderElection struct {
+	Enabled bool `json:"enabled,omitempty"`
+	// LeaseName and LeaseNamespace name the Lease (namespace default: $POD_NAMESPACE).
+	LeaseName      string `json:"leaseName,omitempty"`
+	LeaseNamespace string `json:"leaseNamespace,omitempty"`
+	// LeaseDuration is how long followers wait after the last renewal before taking over;
+	// RenewDeadline how long the leader keeps retrying a renewal before it stops sending;
+	// RetryPeriod the time between two attempts.
+	LeaseDuration Duration `json:"leaseDuration,omitempty"`
+	RenewDeadline Duration `json:"renewDeadline,omitempty"`
+	RetryPeriod   Duration `json:"retryPeriod,omitempty"`
 }
 
 // CheckGraph configures the service map.
@@ -180,6 +204,11 @@ type Endpoint struct {
 	BearerTokenFile string     `json:"bearerTokenFile,omitempty"`
 	BasicAuth       *BasicAuth `json:"basicAuth,omitempty"`
 	TLS             *TLS       `json:"tls,omitempty"`
+	// Headers are sent with every request, e.g. X-Scope-OrgID for a Mimir or Cortex tenant;
+	// HeaderFiles take a header's value from a file, read on each request like a token file.
+	// Their values are secrets: they are never logged.
+	Headers     map[string]string `json:"headers,omitempty"`
+	HeaderFiles map[string]string `json:"headerFiles,omitempty"`
 }
 
 // BasicAuth holds basic-auth credentials.
@@ -260,6 +289,10 @@ func Default() *Config {
 				P99Warning: Duration{500 * time.Millisecond}, P99Critical: Duration{time.Second}},
 				TeamKeys: []string{"team"}, TierKeys: []string{"tier"}},
 			ClusterLabels: ClusterLabels{Source: "source_cluster", Destination: "destination_cluster"},
+			// client-go's defaults for controllers: a dead leader is replaced within ~17 s,
+			// well inside the 4 intervals a firing alert stays valid in Alertmanager.
+			LeaderElection: LeaderElection{LeaseName: "meshguard-checker", LeaseDuration: Duration{15 * time.Second},
+				RenewDeadline: Duration{10 * time.Second}, RetryPeriod: Duration{2 * time.Second}},
 		},
 	}
 }
@@ -345,6 +378,12 @@ func (c *Config) Validate() error {
 	}
 	if slices.Contains(c.Check.Graph.TeamKeys, "") || slices.Contains(c.Check.Graph.TierKeys, "") {
 		errs = append(errs, errors.New("check.graph.teamKeys and check.graph.tierKeys: a key must not be empty"))
+	}
+	if le := c.Check.LeaderElection; le.Enabled {
+		if le.LeaseName == "" || le.RetryPeriod.Duration <= 0 || le.RenewDeadline.Duration <= le.RetryPeriod.Duration ||
+			le.LeaseDuration.Duration <= le.RenewDeadline.Duration {
+			errs = append(errs, errors.New("check.leaderElection: want a leaseName and leaseDuration > renewDeadline > retryPeriod > 0"))
+		}
 	}
 	return errors.Join(errs...)
 }

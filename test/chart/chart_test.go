@@ -73,6 +73,7 @@ var optionSets = []struct {
 	{"the PrometheusRule is enabled", "prometheus-rule.yaml"},
 	{"NetworkPolicies restrict ingress and egress", "network-policy.yaml"},
 	{"the checker is disabled", "checker-disabled.yaml"},
+	{"one checker without leader election", "checker-single.yaml"},
 	{"the API server fails open with failurePolicy Ignore", "failure-policy-ignore.yaml"},
 	{"extra config rules and checker endpoints are set", "extra-config.yaml"},
 	{"every option is on with a full name override", "everything.yaml"},
@@ -384,13 +385,31 @@ func TestPods(t *testing.T) {
 		require.Equal(t, "meshguard-webhook", pod.ServiceAccountName)
 	})
 
-	t.Run("the checker runs one replica with the check contract", func(t *testing.T) {
+	t.Run("the checker runs two spread replicas electing a leader, under a PodDisruptionBudget, with the check contract", func(t *testing.T) {
 		r := render(t, "default.yaml")
 		dep := typed[appsv1.Deployment](t, r.one(t, "Deployment", "meshguard-checker"))
-		require.EqualValues(t, 1, *dep.Spec.Replicas)
-		require.Equal(t, appsv1.RecreateDeploymentStrategyType, dep.Spec.Strategy.Type, "never two checkers at once")
+		require.EqualValues(t, 2, *dep.Spec.Replicas)
+		require.Equal(t, appsv1.RollingUpdateDeploymentStrategyType, dep.Spec.Strategy.Type, "the Lease keeps one sender")
+		require.Equal(t, intstr.FromInt32(0), *dep.Spec.Strategy.RollingUpdate.MaxUnavailable)
 		pod := dep.Spec.Template.Spec
 		c := pod.Containers[0]
+		env := map[string]string{}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+				env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+			}
+		}
+		require.Equal(t, map[string]string{"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}, env,
+			"the identity in the election and the Lease's namespace")
+		spread := pod.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution
+		require.Len(t, spread, 1)
+		require.True(t, selects(spread[0].PodAffinityTerm.LabelSelector.MatchLabels, dep.Spec.Template.Labels))
+		pdb := typed[policyv1.PodDisruptionBudget](t, r.one(t, "PodDisruptionBudget", "meshguard-checker"))
+		require.Equal(t, intstr.FromInt32(1), *pdb.Spec.MaxUnavailable)
+		require.True(t, selects(pdb.Spec.Selector.MatchLabels, dep.Spec.Template.Labels))
+		require.Equal(t, config.LeaderElection{Enabled: true, LeaseName: "meshguard-checker", LeaseNamespace: releaseNamespace,
+			LeaseDuration: config.Duration{Duration: 15 * time.Second}, RenewDeadline: config.Duration{Duration: 10 * time.Second},
+			RetryPeriod: config.Duration{Duration: 2 * time.Second}}, renderedConfig(t, r).Check.LeaderElection)
 		require.Equal(t, []string{"check", "--config=/etc/meshguard/config.yaml", "--listen-address=:8080", "--log-level=info"}, c.Args)
 		require.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
 		require.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
@@ -403,6 +422,23 @@ func TestPods(t *testing.T) {
 		require.True(t, selects(svc.Spec.Selector, dep.Spec.Template.Labels))
 		require.True(t, svc.Spec.PublishNotReadyAddresses, "a degraded (not ready) checker must stay scrapeable")
 		require.EqualValues(t, 8080, containerPort(t, c, svc.Spec.Ports[0].TargetPort))
+	})
+
+	t.Run("one checker without leader election is recreated, never two at once", func(t *testing.T) {
+		r := render(t, "checker-single.yaml")
+		dep := typed[appsv1.Deployment](t, r.one(t, "Deployment", "meshguard-checker"))
+		require.EqualValues(t, 1, *dep.Spec.Replicas)
+		require.Equal(t, appsv1.RecreateDeploymentStrategyType, dep.Spec.Strategy.Type)
+		require.Nil(t, dep.Spec.Template.Spec.Affinity)
+		require.Len(t, r.all("PodDisruptionBudget"), 1, "the webhook's only")
+		require.False(t, renderedConfig(t, r).Check.LeaderElection.Enabled)
+	})
+
+	t.Run("several checkers without leader election are refused", func(t *testing.T) {
+		out, err := runHelm(t, "template", releaseName, chartDir, "--namespace", releaseNamespace, "-f",
+			writeValues(t, "checker:\n  replicas: 2\n  leaderElection:\n    enabled: false\n"))
+		require.Error(t, err)
+		require.Contains(t, out, "checker.replicas > 1 needs checker.leaderElection.enabled")
 	})
 
 	t.Run("overrides reach the pods", func(t *testing.T) {
@@ -423,6 +459,13 @@ func TestPods(t *testing.T) {
 		pdb := typed[policyv1.PodDisruptionBudget](t, r.one(t, "PodDisruptionBudget", "guard-webhook"))
 		require.Equal(t, intstr.FromInt32(2), *pdb.Spec.MinAvailable)
 		require.Nil(t, pdb.Spec.MaxUnavailable)
+		checkers := typed[appsv1.Deployment](t, r.one(t, "Deployment", "guard-checker"))
+		require.EqualValues(t, 3, *checkers.Spec.Replicas)
+		spread := checkers.Spec.Template.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+		require.Len(t, spread, 1)
+		require.True(t, selects(spread[0].LabelSelector.MatchLabels, checkers.Spec.Template.Labels))
+		require.Equal(t, intstr.FromInt32(2), *typed[policyv1.PodDisruptionBudget](t, r.one(t, "PodDisruptionBudget", "guard-checker")).Spec.MaxUnavailable)
+		require.Equal(t, "guard-checker", renderedConfig(t, r).Check.LeaderElection.LeaseName)
 
 		r = render(t, "extra-config.yaml")
 		checker := typed[appsv1.Deployment](t, r.one(t, "Deployment", "meshguard-checker"))
@@ -478,8 +521,7 @@ func TestRBAC(t *testing.T) {
 	for _, set := range optionSets {
 		t.Run(set.name, func(t *testing.T) {
 			r := render(t, set.file)
-			require.Empty(t, r.all("Role"))
-			require.Empty(t, r.all("RoleBinding"))
+			requireLeaseRole(t, r)
 			for _, u := range r.all("ClusterRole") {
 				role := typed[rbacv1.ClusterRole](t, u)
 				require.Empty(t, role.AggregationRule)
@@ -535,6 +577,37 @@ func TestRBAC(t *testing.T) {
 	})
 }
 
+// requireLeaseRole checks the only namespaced RBAC: the checker's Lease, in the release
+// namespace, when it elects a leader.
+func requireLeaseRole(t *testing.T, r rendered) {
+	t.Helper()
+	var checker *appsv1.Deployment
+	for _, u := range r.all("Deployment") {
+		if u.GetLabels()["app.kubernetes.io/component"] == "checker" {
+			d := typed[appsv1.Deployment](t, u)
+			checker = &d
+		}
+	}
+	if checker == nil || !renderedConfig(t, r).Check.LeaderElection.Enabled {
+		require.Empty(t, r.all("Role"))
+		require.Empty(t, r.all("RoleBinding"))
+		return
+	}
+	lease := renderedConfig(t, r).Check.LeaderElection.LeaseName
+	require.Len(t, r.all("Role"), 1)
+	role := typed[rbacv1.Role](t, r.all("Role")[0])
+	require.Equal(t, releaseNamespace, role.Namespace)
+	require.Equal(t, []rbacv1.PolicyRule{
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{lease}, Verbs: []string{"get", "update"}},
+	}, role.Rules)
+	require.Len(t, r.all("RoleBinding"), 1)
+	b := typed[rbacv1.RoleBinding](t, r.all("RoleBinding")[0])
+	require.Equal(t, releaseNamespace, b.Namespace)
+	require.Equal(t, rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name}, b.RoleRef)
+	require.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: checker.Spec.Template.Spec.ServiceAccountName, Namespace: releaseNamespace}}, b.Subjects)
+}
+
 // TestConfig parses the rendered config.yaml exactly as meshguard does and builds the rule
 // engine `meshguard serve` builds from it.
 func TestConfig(t *testing.T) {
@@ -542,6 +615,7 @@ func TestConfig(t *testing.T) {
 		got := renderedConfig(t, render(t, "default.yaml"))
 		want := config.Default()
 		want.Check.Prometheus.URL = "http://prometheus.istio-system.svc:9090"
+		want.Check.LeaderElection.Enabled, want.Check.LeaderElection.LeaseNamespace = true, releaseNamespace
 		require.Equal(t, want, got)
 	})
 
@@ -683,7 +757,7 @@ func TestMonitoring(t *testing.T) {
 		require.ElementsMatch(t, []string{
 			"MeshguardWebhookDown", "MeshguardWebhookErrorRate", "MeshguardWebhookEvaluationErrors", "MeshguardWebhookPanics",
 			"MeshguardWebhookConfigReloadFailing", "MeshguardCheckerDown", "MeshguardCheckerDegraded",
-			"MeshguardCheckerAlertmanagerSendErrors", "MeshguardCheckerAlertsDropped", "MeshguardWebhookSlow",
+			"MeshguardCheckerAlertmanagerSendErrors", "MeshguardCheckerAlertsDropped", "MeshguardWebhookSlow", "MeshguardCheckerNoLeader",
 		}, alerts)
 
 		dir := t.TempDir()
@@ -1015,6 +1089,7 @@ func TestKubeAPIServerAcceptsChart(t *testing.T) {
 		require.NoError(t, err, out)
 		require.Contains(t, out, "STATUS: deployed")
 		require.Contains(t, out, `Admission webhook "validate.meshguard.io" (2 replicas, failurePolicy Fail, enforcement deny)`, "NOTES")
+		require.Contains(t, out, "2 replicas check; the one holding the Lease meshguard-checker sends", "NOTES")
 
 		ctx, cancel := context.WithTimeout(context.Background(), kubeTimeout)
 		defer cancel()

@@ -122,6 +122,11 @@ sidecar.istio.io/inject: "false"
 The rendered config.yaml: the chart's defaults (meshguard's own, see internal/config.Default) with
 .Values.config merged over them.
 */}}
+{{/* The checker's leader-election Lease: config.check.leaderElection.leaseName, else the checker's name. */}}
+{{- define "meshguard.checker.leaseName" -}}
+{{ dig "check" "leaderElection" "leaseName" (include "meshguard.checker.fullname" .) (.Values.config | default dict) }}
+{{- end -}}
+
 {{- define "meshguard.config" -}}
 {{- $timeout := max 1 (sub (int .Values.webhook.timeoutSeconds) 2) -}}
 {{- $defaults := dict
@@ -139,6 +144,8 @@ The rendered config.yaml: the chart's defaults (meshguard's own, see internal/co
     "window" "5m"
     "thresholds" (dict "retryRatio" 0.05 "upstreamTimeoutRatio" 0.01 "retryAmplification" 10)
     "graph" (dict "enabled" .Values.checker.graph.enabled)
+    "leaderElection" (dict "enabled" .Values.checker.leaderElection.enabled
+      "leaseName" (include "meshguard.checker.leaseName" .) "leaseNamespace" .Release.Namespace)
     "runbookBaseURL" "https://github.com/meshguard/meshguard/blob/main/docs/runbooks.md")
 -}}
 {{- toYaml (mergeOverwrite $defaults (deepCopy .Values.config)) -}}
