@@ -16,6 +16,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/graph"
 )
 
@@ -28,7 +29,7 @@ type Options struct {
 	Config ConfigSource
 	// Notifier receives the alerts due each cycle; nil sends nothing (`check --once` without
 	// Alertmanagers).
-	Notifier *Notifier
+	Notifier *alerting.Notifier
 	// MaySend tells whether this replica sends alerts (nil: always). A follower in a leader
 	// election evaluates all the same; its alerts are neither marked sent nor handed over.
 	MaySend func() bool
@@ -50,7 +51,7 @@ type Checker struct {
 	rules   []Rule
 	signals []Signal
 	genURLs map[string]string // generatorURL by signal, built once
-	tracker *Tracker
+	tracker *alerting.Tracker
 
 	meshCfg *MeshConfig // last configuration read successfully
 	// failedAt is when each signal's query last failed. For a window after that the data
@@ -72,10 +73,10 @@ type Checker struct {
 type Result struct {
 	EvaluatedAt time.Time `json:"evaluatedAt"`
 	// Firing are the firing alerts after the cycle, sorted.
-	Firing []*Alert `json:"-"`
+	Firing []*alerting.Alert `json:"-"`
 	// Sent are the alerts handed to the notifier (firing re-sends and resolutions).
-	Sent    []*Alert      `json:"-"`
-	Queries []QueryResult `json:"queries"`
+	Sent    []*alerting.Alert `json:"-"`
+	Queries []QueryResult     `json:"queries"`
 	// AlertsOverLimit counts the new alerts not raised because the checker held
 	// MaxAlertsPerCycle already.
 	AlertsOverLimit int `json:"alertsOverLimit,omitempty"`
@@ -150,7 +151,7 @@ func New(opts Options) (*Checker, error) {
 		rules:    Rules(),
 		signals:  Signals(opts.Settings),
 		genURLs:  map[string]string{},
-		tracker:  NewTracker(opts.For),
+		tracker:  alerting.NewTracker(opts.For),
 		failedAt: map[string]time.Time{},
 	}
 	c.tracker.Limit = opts.Settings.MaxAlertsPerCycle
@@ -211,7 +212,7 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 	}
 	ec := &evalContext{now: ts, settings: c.opts.Settings, results: results, mesh: c.meshCfg, asked: asked, memo: &c.amp}
 	completes := make([]bool, len(c.rules))
-	var found []*Alert
+	var found []*alerting.Alert
 	for i, r := range c.rules {
 		complete := true
 		for _, s := range r.Signals {
@@ -237,14 +238,14 @@ func (c *Checker) Cycle(ctx context.Context) *Result {
 		completes[i] = complete
 	}
 	found, res.AlertsOverLimit = c.tracker.Admit(found)
-	byName := map[string][]*Alert{}
+	byName := map[string][]*alerting.Alert{}
 	for _, a := range found {
 		byName[a.Name()] = append(byName[a.Name()], a)
 	}
 	for i, r := range c.rules {
 		c.tracker.Update(ts, r.Alertname, byName[r.Alertname], completes[i])
 	}
-	var degraded, over []*Alert
+	var degraded, over []*alerting.Alert
 	if res.Degraded() {
 		degraded = append(degraded, c.degradedAlert(res))
 	}
@@ -336,7 +337,7 @@ func (c *Checker) query(ctx context.Context, ts time.Time) []QueryResult {
 // override, except a "cluster" the user set: it names the checker's cluster, selects its alerts
 // on restore, and Istio's own cluster ID, "Kubernetes" by default, must not replace it), the
 // runbook and the generator URL of the query it came from.
-func (c *Checker) alertOf(r Rule, f Finding) *Alert {
+func (c *Checker) alertOf(r Rule, f Finding) *alerting.Alert {
 	s := c.opts.Settings
 	labels := map[string]string{}
 	for k, v := range s.ExtraLabels {
@@ -347,7 +348,7 @@ func (c *Checker) alertOf(r Rule, f Finding) *Alert {
 			labels[k] = v
 		}
 	}
-	labels[LabelAlertname], labels[LabelSeverity], labels[LabelRule] = r.Alertname, r.Severity, r.ID
+	labels[alerting.LabelAlertname], labels[alerting.LabelSeverity], labels[LabelRule] = r.Alertname, r.Severity, r.ID
 	ann := maps.Clone(f.Annotations)
 	if ann == nil {
 		ann = map[string]string{}
@@ -355,10 +356,10 @@ func (c *Checker) alertOf(r Rule, f Finding) *Alert {
 	if u := s.runbook(r.Alertname); u != "" {
 		ann["runbook_url"] = u
 	}
-	return &Alert{Labels: labels, Annotations: ann, GeneratorURL: c.genURLs[f.Signal], Value: f.Value, Signal: f.Signal}
+	return &alerting.Alert{Labels: labels, Annotations: ann, GeneratorURL: c.genURLs[f.Signal], Value: f.Value, Signal: f.Signal}
 }
 
-func (c *Checker) degradedAlert(res *Result) *Alert {
+func (c *Checker) degradedAlert(res *Result) *alerting.Alert {
 	var failed, reasons []string
 	for _, q := range res.Queries {
 		if q.Err != nil {
@@ -386,7 +387,7 @@ func (c *Checker) degradedAlert(res *Result) *Alert {
 }
 
 // overLimitAlert says what the cycle left out and which limit to raise.
-func (c *Checker) overLimitAlert(res *Result) *Alert {
+func (c *Checker) overLimitAlert(res *Result) *alerting.Alert {
 	s := c.opts.Settings
 	var parts []string
 	for _, q := range res.Queries {
@@ -546,7 +547,7 @@ func (c *Checker) RestoreFilter() []string {
 	for _, r := range AllAlerts() {
 		names = append(names, regexp.QuoteMeta(r.Alertname))
 	}
-	filter := []string{fmt.Sprintf("%s=~%q", LabelAlertname, strings.Join(names, "|"))}
+	filter := []string{fmt.Sprintf("%s=~%q", alerting.LabelAlertname, strings.Join(names, "|"))}
 	keys := make([]string, 0, len(c.opts.Settings.ExtraLabels))
 	for k := range c.opts.Settings.ExtraLabels {
 		keys = append(keys, k)
@@ -569,7 +570,7 @@ func (c *Checker) Restore(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("restore alerts: %w", err)
 	}
-	var ours []*Alert
+	var ours []*alerting.Alert
 	for _, a := range alerts {
 		// Another checker may watch other namespaces (an ad hoc --once, say): what this one
 		// does not watch it would resolve for want of data, so it leaves those alone.

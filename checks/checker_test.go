@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshguard/meshguard/internal/alerting"
+	"github.com/meshguard/meshguard/test/harness"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -32,7 +34,7 @@ type clock struct{ now time.Time }
 func (c *clock) Now() time.Time          { return c.now }
 func (c *clock) advance(d time.Duration) { c.now = c.now.Add(d) }
 
-func newTestChecker(t *testing.T, q Querier, src ConfigSource, n *Notifier, clk *clock) (*Checker, *Metrics) {
+func newTestChecker(t *testing.T, q Querier, src ConfigSource, n *alerting.Notifier, clk *clock) (*Checker, *Metrics) {
 	t.Helper()
 	s := testSettings()
 	s.ExtraLabels = map[string]string{"cluster": "prod"}
@@ -116,7 +118,7 @@ func TestCheckerCycle(t *testing.T) {
 	q.set(s, results)
 	res = c.Cycle(context.Background())
 	require.Len(t, res.Firing, 1)
-	var resolved *Alert
+	var resolved *alerting.Alert
 	for _, a := range res.Sent {
 		if a.Name() == AlertRetryStorm {
 			resolved = a
@@ -144,7 +146,7 @@ func TestCheckerNeverResolvesOnMissingData(t *testing.T) {
 		}
 		require.Equal(t, map[string]bool{AlertRetryStorm: true, AlertPlaintextTraffic: true, AlertCheckerDegraded: true}, names)
 		for _, a := range res.Sent {
-			require.Equal(t, StateFiring, a.State, "%s must not be resolved", a.Name())
+			require.Equal(t, alerting.StateFiring, a.State, "%s must not be resolved", a.Name())
 			require.Equal(t, clk.now.Add(4*s.Interval), a.EndsAt(), "kept alive in Alertmanager")
 		}
 	}
@@ -166,7 +168,7 @@ func TestCheckerNeverResolvesOnMissingData(t *testing.T) {
 	resolvedIn := func(res *Result) []string {
 		var out []string
 		for _, a := range res.Sent {
-			if a.State == StateInactive {
+			if a.State == alerting.StateInactive {
 				out = append(out, a.Name())
 			}
 		}
@@ -244,18 +246,18 @@ func TestQueriesPerCycleDoNotGrowWithServices(t *testing.T) {
 
 func TestCheckerSendsToAlertmanagerAndRestores(t *testing.T) {
 	s := testSettings()
-	am := newFakeAM(t)
-	n, _ := testNotifier(t, endpoint(am.URL()))
+	am := harness.NewAlertmanagerStub(t)
+	n := testNotifier(t, endpointAt(am.URL()))
 	q := newFakeQuerier(s, stormResults())
 	clk := &clock{now: time.Now().Truncate(time.Second)}
 	c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, n, clk)
 	c.Cycle(context.Background())
-	require.Eventually(t, func() bool { return len(am.received()) == 2 }, 5*time.Second, 10*time.Millisecond)
-	firstStart := am.received()[0].StartsAt
+	require.Eventually(t, func() bool { return len(am.Received()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	firstStart := am.Received()[0].StartsAt
 
 	// A restarted checker reads the firing alerts back: same start time, and the storm that
 	// ended while it was down is resolved at its first cycle.
-	n2, _ := testNotifier(t, endpoint(am.URL()))
+	n2 := testNotifier(t, endpointAt(am.URL()))
 	clk2 := &clock{now: clk.now.Add(time.Minute)}
 	c2, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, n2, clk2)
 	restored, err := c2.Restore(context.Background())
@@ -267,10 +269,10 @@ func TestCheckerSendsToAlertmanagerAndRestores(t *testing.T) {
 	res := c2.Cycle(context.Background())
 	require.Len(t, res.Firing, 1)
 	require.True(t, firstStart.Equal(res.Firing[0].StartsAt()), "no new start time after a restart")
-	require.Eventually(t, func() bool { return len(am.received()) == 4 }, 5*time.Second, 10*time.Millisecond)
-	last := am.received()[2:]
+	require.Eventually(t, func() bool { return len(am.Received()) == 4 }, 5*time.Second, 10*time.Millisecond)
+	last := am.Received()[2:]
 	for _, a := range last {
-		if a.Labels[LabelAlertname] == AlertRetryStorm {
+		if a.Labels[alerting.LabelAlertname] == AlertRetryStorm {
 			require.True(t, clk2.now.Equal(a.EndsAt), "resolved at the first cycle after the restart")
 		}
 	}
@@ -381,8 +383,8 @@ func TestCheckerUnattributedFindings(t *testing.T) {
 // it starts sending every alert it holds goes out.
 func TestCheckerMaySend(t *testing.T) {
 	s := testSettings()
-	am := newFakeAM(t)
-	n, _ := testNotifier(t, endpoint(am.URL()))
+	am := harness.NewAlertmanagerStub(t)
+	n := testNotifier(t, endpointAt(am.URL()))
 	clk := &clock{now: t0}
 	var may bool
 	c, err := New(Options{Settings: s, Querier: newFakeQuerier(s, stormResults()), Config: StaticSource{meshFrom(t, meshStrict)},
@@ -397,24 +399,24 @@ func TestCheckerMaySend(t *testing.T) {
 	require.Len(t, res.Sent, 2)
 	require.Equal(t, t0, res.Sent[0].StartsAt(), "first seen while following")
 	flush(t, n)
-	require.Len(t, am.received(), 2)
+	require.Len(t, am.Received(), 2)
 }
 
 // TestCheckerRestoresOnlyWhatItWatches: a checker narrowed to some namespaces leaves the alerts
 // of the others in Alertmanager alone instead of resolving them.
 func TestCheckerRestoresOnlyWhatItWatches(t *testing.T) {
 	s := testSettings()
-	am := newFakeAM(t)
-	n, _ := testNotifier(t, endpoint(am.URL()))
+	am := harness.NewAlertmanagerStub(t)
+	n := testNotifier(t, endpointAt(am.URL()))
 	q := newFakeQuerier(s, stormResults())
 	clk := &clock{now: time.Now().Truncate(time.Second)}
 	c, _ := newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, n, clk)
 	c.Cycle(context.Background())
-	require.Eventually(t, func() bool { return len(am.received()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return len(am.Received()) == 2 }, 5*time.Second, 10*time.Millisecond)
 
 	narrow := testSettings()
 	narrow.Include, narrow.ExtraLabels, narrow.CheckerNamespace = []string{"shop"}, map[string]string{"cluster": "prod"}, "meshguard"
-	n2, _ := testNotifier(t, endpoint(am.URL()))
+	n2 := testNotifier(t, endpointAt(am.URL()))
 	c2, err := New(Options{Settings: narrow, Querier: newFakeQuerier(narrow, nil), Config: StaticSource{meshFrom(t, meshStrict)}, Notifier: n2})
 	require.NoError(t, err)
 	restored, err := c2.Restore(context.Background())

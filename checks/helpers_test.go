@@ -12,9 +12,12 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/internal/manifest"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func testSettings() Settings {
@@ -104,4 +107,40 @@ func (failingSource) Load(context.Context) (*MeshConfig, error) {
 }
 func (failingSource) String() string { return "failing source" }
 
-func endpoint(url string) config.Endpoint { return config.Endpoint{URL: url} }
+// t0 is the tests' clock start.
+var t0 = time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)
+
+func endpointAt(url string) config.Endpoint { return config.Endpoint{URL: url} }
+
+// metricValue reads a counter or gauge.
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	require.NoError(t, m.Write(&d))
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
+}
+
+// testNotifier sends to eps with short backoffs; it is stopped at the end of the test.
+func testNotifier(t *testing.T, eps ...config.Endpoint) *alerting.Notifier {
+	t.Helper()
+	n, err := alerting.NewNotifier(alerting.NotifierOptions{Alertmanagers: eps, MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 40 * time.Millisecond, Timeout: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = n.Stop(ctx)
+	})
+	return n
+}
+
+// flush stops n once it has delivered what it holds.
+func flush(t *testing.T, n *alerting.Notifier) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, n.Stop(ctx))
+}

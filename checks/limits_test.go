@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -27,7 +28,7 @@ func plaintextSeries(n int) map[string]model.Vector {
 		SignalTelemetryPresence: {sample(1, "destination_workload_namespace", "app")}}
 }
 
-func limitedChecker(t *testing.T, s Settings, q Querier, n *Notifier) (*Checker, *Metrics) {
+func limitedChecker(t *testing.T, s Settings, q Querier, n *alerting.Notifier) (*Checker, *Metrics) {
 	t.Helper()
 	s.CheckerNamespace = "meshguard"
 	m := NewMetrics(prometheus.NewRegistry())
@@ -37,8 +38,8 @@ func limitedChecker(t *testing.T, s Settings, q Querier, n *Notifier) (*Checker,
 	return c, m
 }
 
-func firingNamed(res *Result, name string) []*Alert {
-	var out []*Alert
+func firingNamed(res *Result, name string) []*alerting.Alert {
+	var out []*alerting.Alert
 	for _, a := range res.Firing {
 		if a.Name() == name {
 			out = append(out, a)
@@ -153,7 +154,7 @@ func TestSeriesCutOffByTheLimitAreNotResolved(t *testing.T) {
 	firing := firingNamed(res, AlertPlaintextTraffic)
 	require.Len(t, firing, 3, "the alert of the series left out is neither resolved nor forgotten")
 	for _, a := range res.Sent {
-		require.NotEqual(t, StateInactive, a.State, "nothing is sent as resolved")
+		require.NotEqual(t, alerting.StateInactive, a.State, "nothing is sent as resolved")
 	}
 }
 
@@ -172,25 +173,25 @@ func TestCriticalAlertsAreKeptFirstWhenOverTheLimit(t *testing.T) {
 }
 
 func TestTrackerMakesRoomByForgettingResolutionsAlreadySent(t *testing.T) {
-	tr := NewTracker(0)
+	tr := alerting.NewTracker(0)
 	tr.Limit = 1
-	alert := func(name string) *Alert {
-		return &Alert{Labels: map[string]string{LabelAlertname: name, LabelSeverity: SeverityWarning}}
+	alert := func(name string) *alerting.Alert {
+		return &alerting.Alert{Labels: map[string]string{alerting.LabelAlertname: name, alerting.LabelSeverity: alerting.SeverityWarning}}
 	}
-	found, refused := tr.Admit([]*Alert{alert("A")})
+	found, refused := tr.Admit([]*alerting.Alert{alert("A")})
 	require.Zero(t, refused)
 	tr.Update(t0, "A", found, true)
 	tr.Due(t0, time.Minute)
 
-	_, refused = tr.Admit([]*Alert{alert("A"), alert("B")})
+	_, refused = tr.Admit([]*alerting.Alert{alert("A"), alert("B")})
 	require.Equal(t, 1, refused, "A is firing: B has no room")
 
 	tr.Update(t0.Add(time.Minute), "A", nil, true)
-	_, refused = tr.Admit([]*Alert{alert("B")})
+	_, refused = tr.Admit([]*alerting.Alert{alert("B")})
 	require.Equal(t, 1, refused, "A's resolution has not been sent yet: it keeps its place")
 
 	tr.Due(t0.Add(time.Minute), time.Minute)
-	found, refused = tr.Admit([]*Alert{alert("B")})
+	found, refused = tr.Admit([]*alerting.Alert{alert("B")})
 	require.Zero(t, refused, "A's resolution was sent: B takes its place")
 	require.Len(t, found, 1)
 }
@@ -217,7 +218,7 @@ func TestCycleIsRecordedBeforeItsAlertsAreSent(t *testing.T) {
 		posted <- struct{}{}
 	}))
 	t.Cleanup(am.Close)
-	n, _ := testNotifier(t, endpoint(am.URL))
+	n := testNotifier(t, endpointAt(am.URL))
 	q := newFakeQuerier(s, stormResults())
 	mu.Lock()
 	checker, _ = newTestChecker(t, q, StaticSource{meshFrom(t, meshStrict)}, n, &clock{now: t0})
@@ -247,7 +248,7 @@ func TestABackendThatIgnoresTopkIsCutWhileItsAnswerIsRead(t *testing.T) {
 		fmt.Fprint(w, answer)
 	}))
 	t.Cleanup(srv.Close)
-	api, err := NewPrometheus(endpoint(srv.URL), nil)
+	api, err := NewPrometheus(endpointAt(srv.URL), nil)
 	require.NoError(t, err)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,11 +265,11 @@ func TestABackendThatIgnoresTopkIsCutWhileItsAnswerIsRead(t *testing.T) {
 }
 
 func TestRestoreTakesNoMoreAlertsThanTheLimit(t *testing.T) {
-	tr := NewTracker(0)
+	tr := alerting.NewTracker(0)
 	tr.Limit = 1
-	read := []*Alert{
-		{Labels: map[string]string{LabelAlertname: AlertRetryStorm, "service": "a"}, ActiveAt: t0},
-		{Labels: map[string]string{LabelAlertname: AlertRetryStorm, "service": "b"}, ActiveAt: t0},
+	read := []*alerting.Alert{
+		{Labels: map[string]string{alerting.LabelAlertname: AlertRetryStorm, "service": "a"}, ActiveAt: t0},
+		{Labels: map[string]string{alerting.LabelAlertname: AlertRetryStorm, "service": "b"}, ActiveAt: t0},
 	}
 	require.Equal(t, 1, tr.Restore(read))
 	require.Len(t, tr.Firing(), 1)

@@ -2,22 +2,22 @@ package checks
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshguard/meshguard/internal/alerting"
 )
 
 // Metrics are the checker's own metrics, registered on the registry the caller passes in (never
 // the global one).
 type Metrics struct {
-	CycleDuration     prometheus.Histogram
-	Cycles            *prometheus.CounterVec // by result: ok, degraded
-	Queries           *prometheus.CounterVec // by signal and result: success, error
-	QueryDuration     *prometheus.HistogramVec
-	AlertsFiring      *prometheus.GaugeVec // by alertname
-	Degraded          prometheus.Gauge
-	LastSuccess       prometheus.Gauge
-	AMSent            *prometheus.CounterVec // by alertmanager
-	AMSendErrors      *prometheus.CounterVec // by alertmanager
-	AMDropped         *prometheus.CounterVec // by alertmanager
-	AMQueueLength     *prometheus.GaugeVec   // by alertmanager
+	CycleDuration prometheus.Histogram
+	Cycles        *prometheus.CounterVec // by result: ok, degraded
+	Queries       *prometheus.CounterVec // by signal and result: success, error
+	QueryDuration *prometheus.HistogramVec
+	AlertsFiring  *prometheus.GaugeVec // by alertname
+	Degraded      prometheus.Gauge
+	LastSuccess   prometheus.Gauge
+	// Alerting are the notifier's, under the same prefix.
+	Alerting          *alerting.Metrics
 	ConfigLoadErrors  prometheus.Counter
 	ConfigLastSuccess prometheus.Gauge
 	SeriesOverLimit   *prometheus.CounterVec // by signal
@@ -33,6 +33,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "meshguard", "check"
 	m := &Metrics{
+		Alerting: alerting.NewMetrics(reg, ns, sub),
 		CycleDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "cycle_duration_seconds", Help: "Duration of one check cycle: configuration, queries, rules and hand-over to the notifier.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
@@ -49,14 +50,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "degraded", Help: "1 when the last cycle could not run every query or read the mesh configuration."}),
 		LastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "last_success_timestamp_seconds", Help: "When the last cycle with every query successful ran."}),
-		AMSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "alertmanager_alerts_sent_total", Help: "Alerts delivered to each Alertmanager."}, []string{"alertmanager"}),
-		AMSendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "alertmanager_send_errors_total", Help: "Failed attempts to post alerts to each Alertmanager (they are retried)."}, []string{"alertmanager"}),
-		AMDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "alertmanager_alerts_dropped_total", Help: "Alert updates dropped because an Alertmanager's queue was full."}, []string{"alertmanager"}),
-		AMQueueLength: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "alertmanager_queue_length", Help: "Alert updates waiting for each Alertmanager."}, []string{"alertmanager"}),
 		ConfigLoadErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "config_load_errors_total", Help: "Failed reads of the mesh configuration (PeerAuthentications)."}),
 		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -72,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.CycleDuration, m.Cycles, m.Queries, m.QueryDuration, m.AlertsFiring, m.Degraded, m.LastSuccess,
-			m.AMSent, m.AMSendErrors, m.AMDropped, m.AMQueueLength, m.ConfigLoadErrors, m.ConfigLastSuccess,
+			m.ConfigLoadErrors, m.ConfigLastSuccess,
 			m.SeriesOverLimit, m.AlertsOverLimit, m.Unattributed, m.EnvoyOutboundClusters)
 	}
 	return m

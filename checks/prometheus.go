@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/endpoint"
 )
 
 // Querier runs instant queries; promv1.API satisfies it, and tests wrap it to count queries.
@@ -39,12 +40,12 @@ func PartialResponse(v *bool) PrometheusOption {
 
 // NewPrometheus returns the client_golang API client for a Prometheus endpoint (do: see
 // Transport). Answers to bounded queries hold at most the bound, whatever the backend does.
-func NewPrometheus(ep config.Endpoint, do DoFunc, opts ...PrometheusOption) (promv1.API, error) {
+func NewPrometheus(ep config.Endpoint, do endpoint.DoFunc, opts ...PrometheusOption) (promv1.API, error) {
 	var o promOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	rt, err := Transport(ep, do)
+	rt, err := endpoint.Transport(ep, do)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}

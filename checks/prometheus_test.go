@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
@@ -54,7 +55,7 @@ func TestCheckerPartialResponse(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	allow := true
-	prom, err := NewPrometheus(endpoint(srv.URL), nil, PartialResponse(&allow))
+	prom, err := NewPrometheus(endpointAt(srv.URL), nil, PartialResponse(&allow))
 	require.NoError(t, err)
 	clk := &clock{now: t0}
 	c, _ := newTestChecker(t, prom, StaticSource{meshFrom(t, meshStrict)}, nil, clk)
@@ -103,7 +104,7 @@ func TestCheckerPartialResponse(t *testing.T) {
 	require.False(t, res.Degraded())
 	resolved := map[string]bool{}
 	for _, a := range res.Sent {
-		if a.State == StateInactive {
+		if a.State == alerting.StateInactive {
 			resolved[a.Name()+"/"+a.Labels["destination_workload"]] = true
 		}
 	}

@@ -3,6 +3,7 @@ package checks
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"io"
 	"sort"
 	"strings"
@@ -182,7 +183,7 @@ func writeTable(w io.Writer, r *Report) error {
 				target = append(target, k+"="+v)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.4g\t%s\n", a.Labels[LabelAlertname], a.Labels[LabelSeverity], a.Labels[LabelNamespace],
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.4g\t%s\n", a.Labels[alerting.LabelAlertname], a.Labels[alerting.LabelSeverity], a.Labels[LabelNamespace],
 			strings.Join(target, " "), a.Figure, a.Annotations["summary"])
 	}
 	if err := tw.Flush(); err != nil {
@@ -190,7 +191,7 @@ func writeTable(w io.Writer, r *Report) error {
 	}
 	counts := map[string]int{}
 	for _, a := range r.Firing {
-		counts[a.Labels[LabelSeverity]]++
+		counts[a.Labels[alerting.LabelSeverity]]++
 	}
 	sevs := make([]string, 0, len(counts))
 	for s := range counts {

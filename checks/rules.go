@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/prometheus/common/model"
 )
 
@@ -22,16 +23,8 @@ const (
 	AlertCheckerOverLimit   = "MeshCheckerOverLimit"
 )
 
-// Severities, as Alertmanager routes usually match them.
-const (
-	SeverityCritical = "critical"
-	SeverityWarning  = "warning"
-)
-
 // Label names the alerts use besides the identifying labels of Istio's metrics.
 const (
-	LabelAlertname = "alertname"
-	LabelSeverity  = "severity"
 	LabelNamespace = "namespace"
 	LabelRule      = "rule"
 )
@@ -72,32 +65,32 @@ type Rule struct {
 // MeshCheckerOverLimit are raised by the checker itself and have no rule.
 func Rules() []Rule {
 	rules := []Rule{
-		{Alertname: AlertPlaintextTraffic, Severity: SeverityCritical, ID: "plaintext-traffic",
+		{Alertname: AlertPlaintextTraffic, Severity: alerting.SeverityCritical, ID: "plaintext-traffic",
 			Signals: []string{SignalPlaintextRequests, SignalPlaintextTCP},
 			Help:    "plaintext requests or TCP connections reach a workload whose effective PeerAuthentication is STRICT",
 			eval:    evalPlaintextTraffic},
-		{Alertname: AlertPlaintextAllowed, Severity: SeverityWarning, ID: "plaintext-allowed",
+		{Alertname: AlertPlaintextAllowed, Severity: alerting.SeverityWarning, ID: "plaintext-allowed",
 			Signals: []string{SignalPlaintextRequests, SignalPlaintextTCP},
 			Help:    "plaintext traffic reaches a workload through a PERMISSIVE policy that carries a meshguard exception: the exception is in use",
 			eval:    evalPlaintextAllowed},
-		{Alertname: AlertRetryStorm, Severity: SeverityWarning, ID: "retry-storm",
+		{Alertname: AlertRetryStorm, Severity: alerting.SeverityWarning, ID: "retry-storm",
 			Signals: []string{SignalEnvoyStats, SignalRequestOutcomes},
 			Help:    "retries / requests to one destination service exceed the retry ratio (Envoy cluster stats, or the URX share where they are not exported)",
 			eval:    evalRetryStorm},
-		{Alertname: AlertRetryAmplification, Severity: SeverityWarning, ID: "retry-amplification",
+		{Alertname: AlertRetryAmplification, Severity: alerting.SeverityWarning, ID: "retry-amplification",
 			Signals: []string{SignalCallChains},
 			Help: "along an observed call chain, the retries Istio applies at each hop (Istio's default where none is written) let one call at the entry " +
 				"become more requests at a service than the budget (check.thresholds.retryAmplification, default 10); the chain is in the alert",
 			eval: evalRetryAmplification},
-		{Alertname: AlertUpstreamTimeouts, Severity: SeverityWarning, ID: "upstream-timeouts",
+		{Alertname: AlertUpstreamTimeouts, Severity: alerting.SeverityWarning, ID: "upstream-timeouts",
 			Signals: []string{SignalRequestOutcomes},
 			Help:    "the share of requests to one destination service that time out upstream (UT), as client sidecars or waypoints see it, exceeds the timeout ratio",
 			eval:    evalUpstreamTimeouts},
-		{Alertname: AlertCircuitOpen, Severity: SeverityWarning, ID: "circuit-open",
+		{Alertname: AlertCircuitOpen, Severity: alerting.SeverityWarning, ID: "circuit-open",
 			Signals: []string{SignalEnvoyStats, SignalRequestOutcomes},
 			Help:    "outlier detection has ejected hosts of one outbound cluster, or (without Envoy's cluster stats) requests to a service overflow the circuit breaker (UO) or find no healthy upstream (UH)",
 			eval:    evalCircuitOpen},
-		{Alertname: AlertTelemetryBlind, Severity: SeverityWarning, ID: "telemetry-blind",
+		{Alertname: AlertTelemetryBlind, Severity: alerting.SeverityWarning, ID: "telemetry-blind",
 			Signals: []string{SignalTelemetryPresence},
 			Help:    "a namespace the configuration makes STRICT has had no request or TCP series from a destination proxy for the whole window",
 			absence: true,
@@ -108,11 +101,11 @@ func Rules() []Rule {
 }
 
 // degradedRule describes MeshCheckerDegraded for listings; the checker raises it itself.
-var degradedRule = Rule{Alertname: AlertCheckerDegraded, Severity: SeverityWarning, ID: "checker-degraded",
+var degradedRule = Rule{Alertname: AlertCheckerDegraded, Severity: alerting.SeverityWarning, ID: "checker-degraded",
 	Help: "the checker's own Prometheus queries (or its reading of the Istio configuration) fail"}
 
 // overLimitRule describes MeshCheckerOverLimit for listings; the checker raises it itself.
-var overLimitRule = Rule{Alertname: AlertCheckerOverLimit, Severity: SeverityWarning, ID: "checker-over-limit",
+var overLimitRule = Rule{Alertname: AlertCheckerOverLimit, Severity: alerting.SeverityWarning, ID: "checker-over-limit",
 	Help: "a query returned more series than check.limits.maxSeriesPerSignal, or more alerts were found than check.limits.maxAlertsPerCycle: the excess is not evaluated"}
 
 // AllAlerts lists every alert the checker can raise, its own included.
@@ -141,7 +134,7 @@ type amplificationMemo struct {
 // reservedLabel tells whether a label is set by the checker itself.
 func reservedLabel(name string) bool {
 	switch name {
-	case LabelAlertname, LabelSeverity, LabelRule:
+	case alerting.LabelAlertname, alerting.LabelSeverity, LabelRule:
 		return true
 	}
 	return false

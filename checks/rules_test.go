@@ -4,6 +4,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
@@ -359,7 +360,7 @@ func TestRuleCatalogue(t *testing.T) {
 		seen[r.Alertname] = true
 		require.NotEmpty(t, r.ID)
 		require.NotEmpty(t, r.Help)
-		require.Contains(t, []string{SeverityCritical, SeverityWarning}, r.Severity)
+		require.Contains(t, []string{alerting.SeverityCritical, alerting.SeverityWarning}, r.Severity)
 	}
 	signals := map[string]bool{}
 	for _, s := range Signals(testSettings()) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/prometheus/common/model"
 )
 
@@ -40,7 +41,7 @@ func sorted(fs []Finding) []Finding {
 	keys := make([]string, len(fs))
 	idx := make([]int, len(fs))
 	for i := range fs {
-		keys[i], idx[i] = labelsKey(fs[i].Labels), i
+		keys[i], idx[i] = alerting.LabelsKey(fs[i].Labels), i
 	}
 	sort.Slice(idx, func(a, b int) bool { return keys[idx[a]] < keys[idx[b]] })
 	out := make([]Finding, len(fs))
@@ -68,7 +69,7 @@ func outcomeShares(ec *evalContext, outcome string) []outcomeShare {
 			continue
 		}
 		l := istioService(smp.Metric, ec.settings)
-		k := labelsKey(l)
+		k := alerting.LabelsKey(l)
 		v := float64(smp.Value)
 		if o, ok := byKey[k]; ok && o.share >= v {
 			continue

@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/checkd"
 	"github.com/meshguard/meshguard/internal/cluster"
 	"github.com/meshguard/meshguard/internal/config"
@@ -297,11 +298,11 @@ func checkFormat(s string) (string, error) {
 	return "", usageError(report.UnknownFormat(s, checks.ReportFormats()...))
 }
 
-func checkNotifier(ams []config.Endpoint, metrics *checks.Metrics, logger *slog.Logger) (*checks.Notifier, error) {
+func checkNotifier(ams []config.Endpoint, metrics *checks.Metrics, logger *slog.Logger) (*alerting.Notifier, error) {
 	if len(ams) == 0 {
 		return nil, nil
 	}
-	n, err := checks.NewNotifier(checks.NotifierOptions{Alertmanagers: ams, Metrics: metrics, Logger: logger})
+	n, err := alerting.NewNotifier(alerting.NotifierOptions{Alertmanagers: ams, Metrics: metrics.Alerting, Logger: logger})
 	if err != nil {
 		return nil, usageError(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 )
 
 // restoreTimeout bounds the read-back of firing alerts from the Alertmanagers.
@@ -38,7 +39,7 @@ type Options struct {
 	// Gate must be the one the checker was built with.
 	Gate *Gate
 	// Notifier is the checker's notifier; nil sends nothing.
-	Notifier *checks.Notifier
+	Notifier *alerting.Notifier
 	// Registry serves /metrics; Run adds meshguard_check_leader to it.
 	Registry *prometheus.Registry
 	// Listener serves /metrics, /healthz, /readyz (and /graph).

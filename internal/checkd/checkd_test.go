@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/config"
 )
 
@@ -71,7 +72,7 @@ func TestRunAlone(t *testing.T) {
 	s.Interval, s.PrometheusURL = time.Hour, "http://prometheus:9090"
 	reg := prometheus.NewRegistry()
 	metrics := checks.NewMetrics(reg)
-	n, err := checks.NewNotifier(checks.NotifierOptions{Alertmanagers: []config.Endpoint{{URL: amSrv.URL}}, Metrics: metrics})
+	n, err := alerting.NewNotifier(alerting.NotifierOptions{Alertmanagers: []config.Endpoint{{URL: amSrv.URL}}, Metrics: metrics.Alerting})
 	require.NoError(t, err)
 	gate := &Gate{}
 	c, err := checks.New(checks.Options{Settings: s, Querier: emptyQuerier{}, Config: checks.StaticSource{Config: checks.NewMeshConfig("istio-system", nil, nil)},

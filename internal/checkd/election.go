@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/config"
 )
 
@@ -48,7 +48,7 @@ func NewElection(rc *rest.Config, le config.LeaderElection, namespace string, in
 	if namespace == "" {
 		return nil, fmt.Errorf("check.leaderElection: no namespace for Lease %s: set leaseNamespace or $POD_NAMESPACE", le.LeaseName)
 	}
-	if valid := checks.AlertValidity(interval); le.LeaseDuration.Duration+le.RetryPeriod.Duration >= valid {
+	if valid := alerting.AlertValidity(interval); le.LeaseDuration.Duration+le.RetryPeriod.Duration >= valid {
 		return nil, fmt.Errorf("check.leaderElection: leaseDuration + retryPeriod (%s) must be below the %s a firing alert stays valid (4 × check.interval), "+
 			"or a dead leader's alerts resolve before a successor takes over", le.LeaseDuration.Duration+le.RetryPeriod.Duration, valid)
 	}

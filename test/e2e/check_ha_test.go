@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/test/harness"
 	"github.com/meshguard/meshguard/test/meshsim"
 )
@@ -269,7 +270,7 @@ func TestCheckHA(t *testing.T) {
 	require.Empty(t, st.receiver.Alerts(harness.AlertResolved, plainLabels))
 	t.Logf("leader killed: Lease taken over after %s, first send by the new leader after %s (alerts valid %s); "+
 		"clean stop: Lease handed over after %s", tookLease.Round(time.Millisecond), firstSend.Round(time.Millisecond),
-		checks.AlertValidity(haInterval), handover.Round(time.Millisecond))
+		alerting.AlertValidity(haInterval), handover.Round(time.Millisecond))
 }
 
 // TestCheckOnceAlertmanagers: `check --once` given Alertmanagers resolves at once an alert a

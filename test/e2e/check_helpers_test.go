@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/manifest"
 	"github.com/meshguard/meshguard/test/harness"
@@ -122,7 +123,7 @@ func checkConfigDir(t *testing.T, yaml string) string {
 // `meshguard check` runs them.
 type checkRunner struct {
 	checker  *checks.Checker
-	notifier *checks.Notifier
+	notifier *alerting.Notifier
 	metrics  *checks.Metrics
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -155,7 +156,7 @@ func checkStartChecker(t *testing.T, o checkRunnerOptions) *checkRunner {
 	for _, u := range o.alertmanagers {
 		eps = append(eps, config.Endpoint{URL: u})
 	}
-	n, err := checks.NewNotifier(checks.NotifierOptions{Alertmanagers: eps, Metrics: metrics,
+	n, err := alerting.NewNotifier(alerting.NotifierOptions{Alertmanagers: eps, Metrics: metrics.Alerting,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Timeout: 5 * time.Second})
 	require.NoError(t, err)
 	c, err := checks.New(checks.Options{Settings: s, Querier: prom, Metrics: metrics, Notifier: n,
@@ -192,7 +193,7 @@ func (r *checkRunner) stop(t *testing.T) {
 }
 
 // firing returns the checker's firing alert named alertname after its last cycle, or nil.
-func (r *checkRunner) firing(alertname string) *checks.Alert {
+func (r *checkRunner) firing(alertname string) *alerting.Alert {
 	last := r.checker.Last()
 	if last == nil {
 		return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/test/harness"
 	"github.com/meshguard/meshguard/test/meshsim"
@@ -106,7 +107,7 @@ func TestCheckLimits(t *testing.T) {
 			}
 			require.Equal(t, tt.wantAnswer, answers, "series Prometheus sent for the bounded plaintext query")
 
-			byName := map[string][]*checks.Alert{}
+			byName := map[string][]*alerting.Alert{}
 			for _, a := range res.Firing {
 				byName[a.Name()] = append(byName[a.Name()], a)
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/internal/graph"
 	"github.com/meshguard/meshguard/test/harness"
@@ -112,7 +113,7 @@ func TestCheckAlertsOnRealShapes(t *testing.T) {
 	api, err := checks.NewPrometheus(config.Endpoint{URL: prom.URL()}, nil)
 	require.NoError(t, err)
 	metrics := checks.NewMetrics(prometheus.NewRegistry())
-	n, err := checks.NewNotifier(checks.NotifierOptions{Alertmanagers: []config.Endpoint{{URL: am.URL()}}, Metrics: metrics})
+	n, err := alerting.NewNotifier(alerting.NotifierOptions{Alertmanagers: []config.Endpoint{{URL: am.URL()}}, Metrics: metrics.Alerting})
 	require.NoError(t, err)
 	now := at
 	c, err := checks.New(checks.Options{Settings: s, Querier: api, Config: checks.StaticSource{Config: meshCfg}, Notifier: n,

@@ -133,7 +133,7 @@ func TestCheckAlertmanagerOutage(t *testing.T) {
 	require.Eventually(t, func() bool { return r.firing(checks.AlertPlaintextTraffic) != nil },
 		checkFireWait, checkPoll, "the alert fires while Alertmanager is down")
 	require.Eventually(t, func() bool {
-		return checkMetric(t, r.metrics.AMSendErrors.WithLabelValues(am.URL())) >= 3
+		return checkMetric(t, r.metrics.Alerting.SendErrors.WithLabelValues(am.URL())) >= 3
 	}, checkFireWait, checkPoll, "posts fail and are retried")
 	require.Greater(t, r.notifier.Queued()[am.URL()], 0)
 

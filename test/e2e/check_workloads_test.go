@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshguard/meshguard/checks"
+	"github.com/meshguard/meshguard/internal/alerting"
 	"github.com/meshguard/meshguard/internal/config"
 	"github.com/meshguard/meshguard/test/harness"
 	"github.com/meshguard/meshguard/test/meshsim"
@@ -71,7 +72,7 @@ func checkStartSourceChecker(t *testing.T, st *checkStack, src checks.ConfigSour
 	for _, am := range st.ams {
 		eps = append(eps, config.Endpoint{URL: am.URL()})
 	}
-	n, err := checks.NewNotifier(checks.NotifierOptions{Alertmanagers: eps, Metrics: metrics,
+	n, err := alerting.NewNotifier(alerting.NotifierOptions{Alertmanagers: eps, Metrics: metrics.Alerting,
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Timeout: 5 * time.Second})
 	require.NoError(t, err)
 	c, err := checks.New(checks.Options{Settings: s, Querier: prom, Metrics: metrics, Notifier: n, Config: src})

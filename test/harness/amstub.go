@@ -1,7 +1,8 @@
-package checks
+package harness
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -9,20 +10,22 @@ import (
 	"time"
 )
 
-// fakeAM is an httptest Alertmanager v2 API: it records posted alerts, can be made to fail, and
-// answers GET /api/v2/alerts with the alerts it holds that have not ended.
-type fakeAM struct {
+// AlertmanagerStub is an in-process Alertmanager v2 API for unit tests, where starting the real
+// Alertmanager (StartAlertmanager) is too slow: it records posted alerts, can be made to fail,
+// and answers GET /api/v2/alerts with the alerts it holds that have not ended.
+type AlertmanagerStub struct {
 	srv *httptest.Server
 
 	mu       sync.Mutex
 	status   int
-	posts    [][]postedAlert
+	posts    [][]PostedAlert
 	auth     []string
 	attempts int
-	current  map[string]postedAlert // by labels
+	current  map[string]PostedAlert // by labels
 }
 
-type postedAlert struct {
+// PostedAlert is an alert as posted to the API.
+type PostedAlert struct {
 	Labels       map[string]string `json:"labels"`
 	Annotations  map[string]string `json:"annotations"`
 	StartsAt     time.Time         `json:"startsAt"`
@@ -30,14 +33,15 @@ type postedAlert struct {
 	GeneratorURL string            `json:"generatorURL"`
 }
 
-func newFakeAM(t *testing.T) *fakeAM {
-	am := &fakeAM{status: http.StatusOK, current: map[string]postedAlert{}}
+// NewAlertmanagerStub starts a stub, stopped at the end of the test.
+func NewAlertmanagerStub(t *testing.T) *AlertmanagerStub {
+	am := &AlertmanagerStub{status: http.StatusOK, current: map[string]PostedAlert{}}
 	am.srv = httptest.NewServer(http.HandlerFunc(am.serve))
 	t.Cleanup(am.srv.Close)
 	return am
 }
 
-func (am *fakeAM) serve(w http.ResponseWriter, r *http.Request) {
+func (am *AlertmanagerStub) serve(w http.ResponseWriter, r *http.Request) {
 	am.mu.Lock()
 	defer am.mu.Unlock()
 	if r.URL.Path != "/api/v2/alerts" {
@@ -66,39 +70,60 @@ func (am *fakeAM) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", am.status)
 		return
 	}
-	var batch []postedAlert
+	var batch []PostedAlert
 	if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	am.posts = append(am.posts, batch)
 	for _, a := range batch {
-		am.current[labelsKey(a.Labels)] = a
+		am.current[fmt.Sprint(a.Labels)] = a // fmt prints a map sorted by key
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-func (am *fakeAM) URL() string { return am.srv.URL }
+// URL is the stub's base URL.
+func (am *AlertmanagerStub) URL() string { return am.srv.URL }
 
-func (am *fakeAM) respondWith(status int) {
+// RespondWith makes every later post answer status (http.StatusOK: accept again).
+func (am *AlertmanagerStub) RespondWith(status int) {
 	am.mu.Lock()
 	defer am.mu.Unlock()
 	am.status = status
 }
 
-// received returns every alert posted so far, in order.
-func (am *fakeAM) received() []postedAlert {
+// Received returns every alert posted so far, in order.
+func (am *AlertmanagerStub) Received() []PostedAlert {
 	am.mu.Lock()
 	defer am.mu.Unlock()
-	var out []postedAlert
+	var out []PostedAlert
 	for _, b := range am.posts {
 		out = append(out, b...)
 	}
 	return out
 }
 
-func (am *fakeAM) failedAttempts() int {
+// FailedAttempts counts the posts refused by RespondWith.
+func (am *AlertmanagerStub) FailedAttempts() int {
 	am.mu.Lock()
 	defer am.mu.Unlock()
 	return am.attempts - len(am.posts)
+}
+
+// Authorizations returns the Authorization header of every request so far.
+func (am *AlertmanagerStub) Authorizations() []string {
+	am.mu.Lock()
+	defer am.mu.Unlock()
+	return append([]string(nil), am.auth...)
+}
+
+// SetStartsAt rewrites the start of every alert the stub holds, as another Alertmanager of a
+// pair that heard of them later would have it.
+func (am *AlertmanagerStub) SetStartsAt(ts time.Time) {
+	am.mu.Lock()
+	defer am.mu.Unlock()
+	for k, v := range am.current {
+		v.StartsAt = ts
+		am.current[k] = v
+	}
 }

@@ -1,4 +1,4 @@
-package checks
+package alerting
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/alertmanager/api/v2/models"
 
 	"github.com/meshguard/meshguard/internal/config"
+	"github.com/meshguard/meshguard/internal/endpoint"
 )
 
 // Notifier defaults. Prometheus's notifier sends batches of up to 256 alerts with a 10s timeout.
@@ -34,8 +35,8 @@ const (
 type NotifierOptions struct {
 	// Alertmanagers each get every alert (an HA pair is two of them).
 	Alertmanagers []config.Endpoint
-	// Do replaces the network for tests (see Transport).
-	Do DoFunc
+	// Do replaces the network for tests (see endpoint.Transport).
+	Do endpoint.DoFunc
 	// QueueCapacity bounds the alert updates waiting for one Alertmanager; the oldest are
 	// dropped past it (counted in alertmanager_alerts_dropped_total).
 	QueueCapacity int
@@ -77,7 +78,7 @@ func NewNotifier(opts NotifierOptions) (*Notifier, error) {
 		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
 	}
 	if opts.Metrics == nil {
-		opts.Metrics = NewMetrics(nil)
+		opts.Metrics = NewMetrics(nil, "", "")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -98,12 +99,12 @@ func NewNotifier(opts NotifierOptions) (*Notifier, error) {
 
 // newAlertmanagerClient builds the v2 API client for an Alertmanager base URL (the API lives
 // under <url>/api/v2).
-func newAlertmanagerClient(ep config.Endpoint, do DoFunc) (*amclient.AlertmanagerAPI, error) {
+func newAlertmanagerClient(ep config.Endpoint, do endpoint.DoFunc) (*amclient.AlertmanagerAPI, error) {
 	u, err := url.Parse(ep.URL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("alertmanager URL %q: want http(s)://host:port[/prefix]", ep.URL)
 	}
-	rt, err := Transport(ep, do)
+	rt, err := endpoint.Transport(ep, do)
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager %s: %w", ep.URL, err)
 	}
@@ -155,7 +156,7 @@ func (n *Notifier) Drop() int {
 		dropped := len(s.pending)
 		clear(s.pending)
 		s.mu.Unlock()
-		s.opts.Metrics.AMQueueLength.WithLabelValues(s.url).Set(0)
+		s.opts.Metrics.QueueLength.WithLabelValues(s.url).Set(0)
 		total += dropped
 	}
 	return total
@@ -199,7 +200,7 @@ func (n *Notifier) Fetch(ctx context.Context, filter []string) ([]*Alert, error)
 		}
 		answered++
 		for _, a := range got {
-			k := labelsKey(a.Labels)
+			k := LabelsKey(a.Labels)
 			if old, ok := byKey[k]; !ok || a.ActiveAt.Before(old.ActiveAt) {
 				byKey[k] = a
 			}
@@ -279,7 +280,7 @@ func newSender(ep config.Endpoint, opts NotifierOptions) (*amSender, error) {
 }
 
 func episodeKey(p *models.PostableAlert) string {
-	return labelsKey(p.Labels) + time.Time(p.StartsAt).UTC().Format(time.RFC3339Nano)
+	return LabelsKey(p.Labels) + time.Time(p.StartsAt).UTC().Format(time.RFC3339Nano)
 }
 
 func (s *amSender) enqueue(posts []*models.PostableAlert) {
@@ -293,10 +294,10 @@ func (s *amSender) enqueue(posts []*models.PostableAlert) {
 		for _, q := range s.oldestLocked(over) {
 			delete(s.pending, q.key)
 		}
-		s.opts.Metrics.AMDropped.WithLabelValues(s.url).Add(float64(over))
+		s.opts.Metrics.Dropped.WithLabelValues(s.url).Add(float64(over))
 		s.log.Warn("alertmanager queue full: dropped the oldest alert updates", "dropped", over)
 	}
-	s.opts.Metrics.AMQueueLength.WithLabelValues(s.url).Set(float64(len(s.pending)))
+	s.opts.Metrics.QueueLength.WithLabelValues(s.url).Set(float64(len(s.pending)))
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -356,7 +357,7 @@ func (s *amSender) run() {
 			s.mu.Lock()
 			s.lastErr = err
 			s.mu.Unlock()
-			s.opts.Metrics.AMSendErrors.WithLabelValues(s.url).Inc()
+			s.opts.Metrics.SendErrors.WithLabelValues(s.url).Inc()
 			wait := s.nextBackoff()
 			s.log.Warn("send alerts failed; retrying", "alerts", len(batch), "retry_in", wait, "err", err)
 			t := time.NewTimer(wait)
@@ -381,9 +382,9 @@ func (s *amSender) run() {
 			}
 		}
 		s.lastErr = nil
-		s.opts.Metrics.AMQueueLength.WithLabelValues(s.url).Set(float64(len(s.pending)))
+		s.opts.Metrics.QueueLength.WithLabelValues(s.url).Set(float64(len(s.pending)))
 		s.mu.Unlock()
-		s.opts.Metrics.AMSent.WithLabelValues(s.url).Add(float64(len(batch)))
+		s.opts.Metrics.Sent.WithLabelValues(s.url).Add(float64(len(batch)))
 	}
 }
 

@@ -1,4 +1,4 @@
-package checks
+package alerting
 
 import (
 	"maps"
@@ -96,8 +96,8 @@ func (a *Alert) needsSending(ts time.Time) bool {
 	}
 }
 
-// labelsKey identifies a label set: sorted name=value pairs.
-func labelsKey(l map[string]string) string {
+// LabelsKey identifies a label set: sorted name=value pairs.
+func LabelsKey(l map[string]string) string {
 	keys := make([]string, 0, len(l))
 	for k := range l {
 		keys = append(keys, k)
@@ -134,7 +134,7 @@ func NewTracker(holdFor time.Duration) *Tracker {
 func (t *Tracker) Update(ts time.Time, alertname string, found []*Alert, complete bool) {
 	seen := make(map[string]bool, len(found))
 	for _, f := range found {
-		k := labelsKey(f.Labels)
+		k := LabelsKey(f.Labels)
 		seen[k] = true
 		if a, ok := t.active[k]; ok && a.State != StateInactive {
 			a.Value, a.Signal, a.GeneratorURL = f.Value, f.Signal, f.GeneratorURL
@@ -180,7 +180,7 @@ func (t *Tracker) Admit(found []*Alert) ([]*Alert, int) {
 	}
 	var held, fresh []*Alert
 	for _, f := range found {
-		if _, ok := t.active[labelsKey(f.Labels)]; ok {
+		if _, ok := t.active[LabelsKey(f.Labels)]; ok {
 			held = append(held, f)
 		} else {
 			fresh = append(fresh, f)
@@ -232,7 +232,7 @@ func AlertValidity(interval time.Duration) time.Duration { return validCycles * 
 func (t *Tracker) Restore(alerts []*Alert) int {
 	n := 0
 	for _, r := range alerts {
-		k := labelsKey(r.Labels)
+		k := LabelsKey(r.Labels)
 		if a, ok := t.active[k]; ok {
 			if a.State != StateInactive && r.ActiveAt.Before(a.ActiveAt) {
 				a.State, a.ActiveAt = StateFiring, r.ActiveAt
@@ -301,7 +301,7 @@ func sortAlerts(as []*Alert) {
 	}
 	ks := make([]keyed, len(as))
 	for i, a := range as {
-		ks[i] = keyed{a.Name(), labelsKey(a.Labels), a}
+		ks[i] = keyed{a.Name(), LabelsKey(a.Labels), a}
 	}
 	sort.Slice(ks, func(i, j int) bool {
 		if ks[i].name != ks[j].name {

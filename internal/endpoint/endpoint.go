@@ -1,4 +1,6 @@
-package checks
+// Package endpoint builds the HTTP clients of the endpoints meshguard check talks to
+// (Prometheus, Alertmanagers): their TLS CA, credentials and extra headers, from the config.
+package endpoint
 
 import (
 	"crypto/tls"
