@@ -226,21 +226,19 @@ func AlertValidity(interval time.Duration) time.Duration { return validCycles * 
 // Restore seeds firing alerts a previous run or another replica sent (read back from
 // Alertmanager), so that a restarted checker or a new leader keeps their start times and
 // resolves the ones that cleared meanwhile instead of forgetting them. An alert the tracker
-// already holds active takes Alertmanager's earlier start (a follower that evaluated it saw it
-// later than the leader did); a resolved one is left alone. None past the Limit are taken. It
-// returns how many it took or changed.
+// already holds active takes Alertmanager's start, earlier or later than its own: that is the
+// episode receivers were told of, and a follower evaluating on its own schedule may have seen
+// the condition a cycle before the leader or after it. A resolved one is left alone. None past
+// the Limit are taken. It returns how many it holds of alerts (taken or already held).
 func (t *Tracker) Restore(alerts []*Alert) int {
 	n := 0
 	for _, r := range alerts {
 		k := LabelsKey(r.Labels)
 		if a, ok := t.active[k]; ok {
-			if a.State != StateInactive && r.ActiveAt.Before(a.ActiveAt) {
-				a.State, a.ActiveAt = StateFiring, r.ActiveAt
-				if a.FiredAt.IsZero() || a.FiredAt.After(r.ActiveAt) {
-					a.FiredAt = r.ActiveAt
-				}
-				n++
+			if a.State != StateInactive {
+				a.State, a.ActiveAt, a.FiredAt = StateFiring, r.ActiveAt, r.ActiveAt
 			}
+			n++
 			continue
 		}
 		if t.Limit > 0 && len(t.active) >= t.Limit {

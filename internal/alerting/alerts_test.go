@@ -152,9 +152,21 @@ func TestTrackerBehaviour(t *testing.T) {
 	}
 }
 
-// TestTrackerRestoreOnTakeover: a follower evaluated the same conditions as the leader but saw
-// them later. Taking over, it keeps the start Alertmanager knows and resends what it resolved.
+// TestTrackerRestoreOnTakeover: a follower evaluated the same conditions as the leader. Taking
+// over, it keeps the start Alertmanager knows, earlier or later than its own, and resends what
+// it resolved.
 func TestTrackerRestoreOnTakeover(t *testing.T) {
+	t.Run("a follower that saw the condition a cycle before the leader still keeps the leader's start", func(t *testing.T) {
+		tr := NewTracker(0)
+		a := testAlert("X", "namespace", "a")
+		tr.Update(t0, "X", []*Alert{a}, true)
+		leaderStart := t0.Add(6 * time.Second)
+		r := a.clone()
+		r.ActiveAt = leaderStart
+		require.Equal(t, 1, tr.Restore([]*Alert{r}))
+		require.Equal(t, leaderStart, tr.Firing()[0].StartsAt())
+	})
+
 	const interval = 10 * time.Second
 	tr := NewTracker(0)
 	held, cleared := testAlert("X", "namespace", "a"), testAlert("X", "namespace", "b")
@@ -168,8 +180,8 @@ func TestTrackerRestoreOnTakeover(t *testing.T) {
 		return r
 	}
 	leaderStart := t0.Add(-time.Hour)
-	require.Equal(t, 2, tr.Restore([]*Alert{fromAM(held, leaderStart), fromAM(testAlert("X", "namespace", "c"), leaderStart),
-		fromAM(cleared, leaderStart)}), "a takes the earlier start, c is new, b stays resolved")
+	require.Equal(t, 3, tr.Restore([]*Alert{fromAM(held, leaderStart), fromAM(testAlert("X", "namespace", "c"), leaderStart),
+		fromAM(cleared, leaderStart)}), "a takes Alertmanager's start, c is new, b stays resolved and is counted as held")
 
 	t2 := t1.Add(interval)
 	tr.Update(t2, "X", []*Alert{held}, true)
