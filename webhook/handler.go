@@ -143,9 +143,9 @@ func (h *Handler) write(ctx context.Context, rs *RuleSet, req admission.Request)
 	if rs.Config.Webhook.IstiodValidation == config.IstiodValidationAlways ||
 		!h.Istiod.Covers(req.Resource, req.SubResource, req.Operation, obj.Labels) {
 		valid = rs.Engine.Validate(ctx, obj, true)
-		h.Metrics.istiodValidation.WithLabelValues("run").Inc()
+		h.Metrics.istiodRun.Inc()
 	} else {
-		h.Metrics.istiodValidation.WithLabelValues("left_to_istiod").Inc()
+		h.Metrics.istiodLeft.Inc()
 	}
 
 	cfg := rs.Config

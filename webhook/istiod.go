@@ -32,12 +32,19 @@ type IstiodWebhooks struct {
 	mu sync.RWMutex
 	// byConfig holds, per ValidatingWebhookConfiguration, its webhooks that are istiod's and
 	// fail closed.
-	byConfig map[string][]admissionregistrationv1.ValidatingWebhook
+	byConfig map[string][]istiodWebhook
+}
+
+// istiodWebhook is one of istiod's webhooks with its objectSelector compiled once, not per
+// review.
+type istiodWebhook struct {
+	rules    []admissionregistrationv1.RuleWithOperations
+	selector labels.Selector
 }
 
 // NewIstiodWebhooks returns an empty set: istiod's webhook covers nothing until one is seen.
 func NewIstiodWebhooks(log logr.Logger) *IstiodWebhooks {
-	return &IstiodWebhooks{log: log, byConfig: map[string][]admissionregistrationv1.ValidatingWebhook{}}
+	return &IstiodWebhooks{log: log, byConfig: map[string][]istiodWebhook{}}
 }
 
 // Watch follows the ValidatingWebhookConfigurations through informers.
@@ -70,10 +77,10 @@ func (w *IstiodWebhooks) Set(obj any) {
 	if !ok {
 		return
 	}
-	var istiod []admissionregistrationv1.ValidatingWebhook
+	var istiod []istiodWebhook
 	for _, wh := range c.Webhooks {
-		if istiodFailsClosed(wh) {
-			istiod = append(istiod, wh)
+		if sel, ok := istiodFailsClosed(wh); ok {
+			istiod = append(istiod, istiodWebhook{rules: wh.Rules, selector: sel})
 		}
 	}
 	w.mu.Lock()
@@ -101,23 +108,28 @@ func (w *IstiodWebhooks) Delete(name string) {
 }
 
 // istiodFailsClosed tells a webhook served by istiod's validation that refuses when it cannot
-// answer, and that no selector or condition this package does not evaluate can skip.
-func istiodFailsClosed(wh admissionregistrationv1.ValidatingWebhook) bool {
+// answer, and that no selector or condition this package does not evaluate can skip; it
+// returns the webhook's objectSelector as the API server evaluates it (none selects every
+// object).
+func istiodFailsClosed(wh admissionregistrationv1.ValidatingWebhook) (labels.Selector, bool) {
 	svc := wh.ClientConfig.Service
 	if svc == nil || (svc.Name != "istiod" && !strings.HasPrefix(svc.Name, "istiod-")) {
-		return false
+		return nil, false
 	}
 	if svc.Path == nil || *svc.Path != "/validate" {
-		return false
+		return nil, false
 	}
 	if wh.FailurePolicy == nil || *wh.FailurePolicy != admissionregistrationv1.Fail {
-		return false
+		return nil, false
 	}
 	if len(wh.MatchConditions) > 0 || !selectsEverything(wh.NamespaceSelector) {
-		return false
+		return nil, false
 	}
-	_, err := metav1.LabelSelectorAsSelector(wh.ObjectSelector)
-	return err == nil
+	if wh.ObjectSelector == nil {
+		return labels.Everything(), true
+	}
+	sel, err := metav1.LabelSelectorAsSelector(wh.ObjectSelector)
+	return sel, err == nil
 }
 
 func selectsEverything(s *metav1.LabelSelector) bool {
@@ -134,7 +146,7 @@ func (w *IstiodWebhooks) Covers(res metav1.GroupVersionResource, subResource str
 	defer w.mu.RUnlock()
 	for _, whs := range w.byConfig {
 		for _, wh := range whs {
-			if coversRequest(wh, res.Group, res.Resource, op) && objectSelected(wh.ObjectSelector, objLabels) {
+			if coversRequest(wh.rules, res.Group, res.Resource, op) && wh.selector.Matches(labels.Set(objLabels)) {
 				return true
 			}
 		}
@@ -144,24 +156,25 @@ func (w *IstiodWebhooks) Covers(res metav1.GroupVersionResource, subResource str
 
 // coversRequest matches a webhook's rules as the API server does for a namespaced object
 // (admission/plugin/webhook/predicates/rules): operation, group, resource.
-func coversRequest(wh admissionregistrationv1.ValidatingWebhook, group, resource string, op admissionv1.Operation) bool {
-	for _, r := range wh.Rules {
+func coversRequest(rules []admissionregistrationv1.RuleWithOperations, group, resource string, op admissionv1.Operation) bool {
+	for _, r := range rules {
 		if r.Scope != nil && *r.Scope == admissionregistrationv1.ClusterScope {
 			continue
 		}
-		if matchesAny(string(op), operations(r.Operations)) && matchesAny(group, r.APIGroups) && matchesAny(resource, r.Resources) {
+		if matchesOperation(op, r.Operations) && matchesAny(group, r.APIGroups) && matchesAny(resource, r.Resources) {
 			return true
 		}
 	}
 	return false
 }
 
-func operations(ops []admissionregistrationv1.OperationType) []string {
-	out := make([]string, len(ops))
-	for i, o := range ops {
-		out[i] = string(o)
+func matchesOperation(op admissionv1.Operation, ops []admissionregistrationv1.OperationType) bool {
+	for _, o := range ops {
+		if o == admissionregistrationv1.OperationAll || string(o) == string(op) {
+			return true
+		}
 	}
-	return out
+	return false
 }
 
 // matchesAny matches a value against a rule's list, where "*" is every value. A subresource
@@ -173,16 +186,4 @@ func matchesAny(v string, list []string) bool {
 		}
 	}
 	return false
-}
-
-// objectSelected matches an objectSelector as the API server does: none selects every object.
-func objectSelected(s *metav1.LabelSelector, objLabels map[string]string) bool {
-	if s == nil {
-		return true
-	}
-	sel, err := metav1.LabelSelectorAsSelector(s)
-	if err != nil {
-		return false
-	}
-	return sel.Matches(labels.Set(objLabels))
 }

@@ -32,6 +32,8 @@ type Metrics struct {
 	reloads          *prometheus.CounterVec
 	inventory        *prometheus.GaugeVec
 	istiodValidation *prometheus.CounterVec
+	// istiodRun and istiodLeft are istiodValidation's two series, looked up once.
+	istiodRun, istiodLeft prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -73,6 +75,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Reviewed objects by who ran istiod's validation: meshguard (run), or istiod's own validating webhook, which fails closed and is sure to see them (left_to_istiod).",
 		}, []string{"by"}),
 	}
+	m.istiodRun = m.istiodValidation.WithLabelValues("run")
+	m.istiodLeft = m.istiodValidation.WithLabelValues("left_to_istiod")
 	var errs []error
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.findings, m.evaluationErrors, m.panics, m.reloads, m.inventory, m.istiodValidation} {
 		if err := reg.Register(c); err != nil {

@@ -56,9 +56,39 @@ type Result struct {
 	// Late counts requests sent more than 1 ms after their slot: the generator itself could not
 	// keep up (two shared cores).
 	Late int
-	// CPUPerReview is the server's user+system CPU time over the phase divided by Requests.
-	CPUPerReview time.Duration
-	FirstError   string
+	// CPU is the server's user+system CPU time over the phase, and CPUPerReview that divided
+	// by Requests.
+	CPU, CPUPerReview time.Duration
+	FirstError        string
+}
+
+// Merge pools phases run at the same rate into one result, as if they were one phase: their
+// latencies together, their CPU time over their requests. Slices of a phase that take turns
+// with another server's are merged this way, so that both servers meet the same moments of
+// a shared machine.
+func Merge(parts ...*Result) *Result {
+	out := &Result{}
+	for _, r := range parts {
+		out.Rate = r.Rate
+		out.Requests += r.Requests
+		out.Errors += r.Errors
+		out.Elapsed += r.Elapsed
+		out.Latency = append(out.Latency, r.Latency...)
+		out.At = append(out.At, r.At...)
+		out.Service = append(out.Service, r.Service...)
+		out.Late += r.Late
+		out.CPU += r.CPU
+		if out.FirstError == "" {
+			out.FirstError = r.FirstError
+		}
+	}
+	if out.Elapsed > 0 {
+		out.Achieved = float64(len(out.Latency)) / out.Elapsed.Seconds()
+	}
+	if out.Requests > 0 {
+		out.CPUPerReview = out.CPU / time.Duration(out.Requests)
+	}
+	return out
 }
 
 // Percentile returns the p-th percentile (0 < p < 100) of the latencies.
@@ -188,8 +218,9 @@ func run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		res.CPU = cpu1 - cpu0
 		if res.Requests > 0 {
-			res.CPUPerReview = (cpu1 - cpu0) / time.Duration(res.Requests)
+			res.CPUPerReview = res.CPU / time.Duration(res.Requests)
 		}
 	}
 	return res, ctx.Err()
