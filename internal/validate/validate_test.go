@@ -3,6 +3,7 @@ package validate_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,4 +132,76 @@ func TestTheEmbeddedCRDsAreThoseOfThePinnedAPIModule(t *testing.T) {
 	got, err := os.ReadFile("crds.gen.yaml")
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(want, got), "crds.gen.yaml differs from istio.io/api's: run go generate ./internal/validate")
+}
+
+// The schema validator keeps the validators of nested fields from one object to the next, by
+// path; a map key holding a '.' would make a path name two places of the schema.
+func TestValidatorsKeptAcrossObjectsNeverJudgeAFieldByAnotherPlacesSchema(t *testing.T) {
+	v, err := validate.New() // its own: the order of the objects is the point
+	require.NoError(t, err)
+	vs := func(headers string) map[string]any {
+		return rawOf(t, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: b}\nspec:\n  hosts: [a]\n  http:\n  - match: [{headers: "+headers+"}]\n    route: [{destination: {host: a}}]\n")
+	}
+	for _, step := range []struct {
+		name     string
+		headers  string
+		wantPath string // "" means valid; the API server's path, which runs keys in with dots
+	}{
+		{"header x as a StringMatch is valid", `{x: {exact: v}}`, ""},
+		{"header x.exact is a StringMatch too, not the string field exact of header x", `{x.exact: {prefix: v}}`, ""},
+		{"header x with a number for exact is still refused", `{x: {exact: 5}}`, "spec.http[0].match[0].headers.x.exact"},
+		{"header x.exact with a number inside is refused at its own path", `{x.exact: {prefix: 5}}`, "spec.http[0].match[0].headers.x.exact.prefix"},
+		{"a key that reads as a list index is a StringMatch too", `{"x[0]": {exact: v}}`, ""},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			issues := v.Schema(context.Background(), vs(step.headers))
+			if step.wantPath == "" {
+				require.Empty(t, issues)
+				return
+			}
+			require.NotEmpty(t, issues)
+			require.Equal(t, step.wantPath, issues[0].Path, "%v", issues)
+		})
+	}
+}
+
+func TestOneValidatorJudgesAlikeFromManyGoroutines(t *testing.T) {
+	v, err := validate.New()
+	require.NoError(t, err)
+	var objs []map[string]any
+	for i, route := range []string{
+		"route: [{destination: {host: a}}]",
+		"route: [{destination: {host: a, port: {number: x}}}]",
+		"retries: {attempts: \"2\"}\n    route: [{destination: {host: a}}]",
+		"timeout: -5s\n    route: [{destination: {host: a}}, {destination: {host: b}, weight: 200}]",
+		"match: [{headers: {x.exact: {prefix: 5}, y: {exact: v}}}]\n    route: [{destination: {host: a}}]",
+	} {
+		objs = append(objs, rawOf(t, fmt.Sprintf("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a%d, namespace: b}\nspec:\n  hosts: [a]\n  http:\n  - %s\n", i, route)))
+	}
+	// What a fresh validator says of each object alone.
+	want := make([][]validate.Issue, len(objs))
+	for i, o := range objs {
+		alone, err := validate.New()
+		require.NoError(t, err)
+		want[i] = alone.Schema(context.Background(), o)
+	}
+	var wg sync.WaitGroup
+	got := make([][][]validate.Issue, 8)
+	for g := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				for i := range objs {
+					got[g] = append(got[g], v.Schema(context.Background(), objs[(i+g)%len(objs)]))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range got {
+		for k, issues := range got[g] {
+			require.Equal(t, want[(k%len(objs)+g)%len(objs)], issues, "goroutine %d, call %d", g, k)
+		}
+	}
 }
