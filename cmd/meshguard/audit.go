@@ -43,7 +43,7 @@ unreachable cluster.`,
 			if err != nil {
 				return err
 			}
-			tuneGC(logr.FromSlogHandler(h))
+			tuneGC(logr.FromSlogHandler(h), gcBatch)
 			rep, err := out.reporter(cmd)
 			if err != nil {
 				return err

@@ -40,7 +40,7 @@ unreadable paths.`,
   meshguard lint --complete -o sarif k8s/ > meshguard.sarif`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tuneGC(logr.Discard())
+			tuneGC(logr.Discard(), gcBatch)
 			rep, err := out.reporter(cmd)
 			if err != nil {
 				return err

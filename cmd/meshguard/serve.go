@@ -76,7 +76,7 @@ func serve(ctx context.Context, f *serveFlags) error {
 	// controller-runtime's components log through its global logger; set it before any of them.
 	ctrl.SetLogger(log)
 	log = log.WithName("meshguard")
-	tuneGC(log)
+	tuneGC(log, gcLatency)
 
 	now, err := f.rules.clock()
 	if err != nil {

@@ -51,6 +51,9 @@ type Process struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL (DefaultStopTimeout if 0).
 	// Set it before the process is started.
 	StopTimeout time.Duration
+	// Env holds KEY=VALUE entries the process gets over the test's own environment. Set it
+	// before the process is started.
+	Env []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -126,6 +129,9 @@ func (p *Process) Start() error {
 		time.Now().Format(time.RFC3339Nano))
 
 	cmd := exec.Command(p.bin, p.args...)
+	if len(p.Env) > 0 {
+		cmd.Env = append(os.Environ(), p.Env...)
+	}
 	// An *os.File as stdout/stderr is handed to the child directly: no copying goroutines that
 	// could outlive the test.
 	cmd.Stdout = p.logFile
