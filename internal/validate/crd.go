@@ -3,11 +3,9 @@ package validate
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +24,6 @@ import (
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 	"k8s.io/kube-openapi/pkg/validation/strfmt"
@@ -35,11 +32,12 @@ import (
 	"github.com/meshguard/meshguard/internal/manifest"
 )
 
-// crdFile is kubernetes/customresourcedefinitions.gen.yaml of the istio.io/api version go.mod
-// pins (go generate refreshes it; a test keeps it equal to the module's file).
+// crdFile holds kubernetes/customresourcedefinitions.gen.yaml of the istio.io/api version go.mod
+// pins, as JSON keyed by group/Kind, so that a process decodes and compiles only the CRDs of the
+// kinds it meets (go generate refreshes it; a test keeps it equal to the module's file).
 //
-//go:generate sh -c "cp \"$(go list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml\" crds.gen.yaml && chmod 644 crds.gen.yaml"
-//go:embed crds.gen.yaml
+//go:generate go test -run ^TestTheEmbeddedCRDsAreThoseOfThePinnedAPIModule$ -update-crds .
+//go:embed crds.gen.json
 var crdFile []byte
 
 // crdVersion is one served version of one CRD, compiled: what kube-apiserver's customresource
@@ -54,41 +52,34 @@ type crdVersion struct {
 
 type groupKind struct{ group, kind string }
 
-// loadCRDs compiles every served version of every CRD in data, keyed by group, kind and version.
-// The documents are decoded and compiled in parallel: this is the whole start-up cost.
-func loadCRDs(data []byte) (map[groupKind]map[string]*crdVersion, error) {
-	docs := documentSep.Split(string(data), -1)
-	type result struct {
-		gk       groupKind
-		versions map[string]*crdVersion
-		err      error
-	}
-	results := make([]result, len(docs))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				results[i].gk, results[i].versions, results[i].err = loadCRD(docs[i])
-			}
-		}()
-	}
-	for i := range docs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+// crdKind is one CRD of the embedded file, decoded and compiled the first time an object of its
+// kind is validated: a lint run or a webhook meets a few of the fifteen kinds, and decoding and
+// compiling all of them was 80 ms of every start.
+type crdKind struct {
+	raw      json.RawMessage
+	once     sync.Once
+	versions map[string]*crdVersion
+	err      error
+}
 
-	out := map[groupKind]map[string]*crdVersion{}
-	for _, r := range results {
-		if r.err != nil {
-			return nil, r.err
+func (c *crdKind) compiled() (map[string]*crdVersion, error) {
+	c.once.Do(func() { c.versions, c.err = loadCRD(c.raw) })
+	return c.versions, c.err
+}
+
+// indexCRDs reads the embedded file's index: the CRDs by group and kind, not yet decoded.
+func indexCRDs(data []byte) (map[groupKind]*crdKind, error) {
+	var byKind map[string]json.RawMessage
+	if err := json.Unmarshal(data, &byKind); err != nil {
+		return nil, fmt.Errorf("decode Istio CRDs: %w", err)
+	}
+	out := map[groupKind]*crdKind{}
+	for k, raw := range byKind {
+		group, kind, ok := strings.Cut(k, "/")
+		if !ok {
+			return nil, fmt.Errorf("decode Istio CRDs: key %q is not group/Kind", k)
 		}
-		if r.versions != nil {
-			out[r.gk] = r.versions
-		}
+		out[groupKind{group, kind}] = &crdKind{raw: raw}
 	}
 	if len(out) == 0 {
 		return nil, errors.New("decode Istio CRDs: no CustomResourceDefinition found")
@@ -96,21 +87,11 @@ func loadCRDs(data []byte) (map[groupKind]map[string]*crdVersion, error) {
 	return out, nil
 }
 
-// documentSep separates the documents of a multi-document YAML file.
-var documentSep = regexp.MustCompile(`(?m)^---[ \t]*$`)
-
-// loadCRD decodes one document and compiles its served versions; nil versions for a document
-// that is not a CustomResourceDefinition.
-func loadCRD(doc string) (groupKind, map[string]*crdVersion, error) {
+// loadCRD decodes one CRD and compiles its served versions.
+func loadCRD(raw []byte) (map[string]*crdVersion, error) {
 	var crd apiextensionsv1.CustomResourceDefinition
-	if err := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(doc), 4096).Decode(&crd); err != nil {
-		if errors.Is(err, io.EOF) {
-			return groupKind{}, nil, nil // an empty document
-		}
-		return groupKind{}, nil, fmt.Errorf("decode Istio CRDs: %w", err)
-	}
-	if crd.Kind != "CustomResourceDefinition" {
-		return groupKind{}, nil, nil
+	if err := json.Unmarshal(raw, &crd); err != nil {
+		return nil, fmt.Errorf("decode Istio CRD: %w", err)
 	}
 	versions := map[string]*crdVersion{}
 	var compiled []apiextensionsv1.CustomResourceDefinitionVersion
@@ -128,13 +109,13 @@ versions:
 		}
 		cv, err := compileVersion(v)
 		if err != nil {
-			return groupKind{}, nil, fmt.Errorf("compile CRD %s version %s: %w", crd.Name, v.Name, err)
+			return nil, fmt.Errorf("compile CRD %s version %s: %w", crd.Name, v.Name, err)
 		}
 		cv.namespaced = crd.Spec.Scope == apiextensionsv1.NamespaceScoped
 		versions[v.Name] = cv
 		compiled = append(compiled, v)
 	}
-	return groupKind{crd.Spec.Group, crd.Spec.Names.Kind}, versions, nil
+	return versions, nil
 }
 
 // compileVersion builds the schema validator, the structural schema and the CEL programs the

@@ -3,10 +3,13 @@ package validate_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +123,8 @@ func TestIstiodRefusesWhatItsWebhookRefuses(t *testing.T) {
 	}
 }
 
+var updateCRDs = flag.Bool("update-crds", false, "write crds.gen.json from the istio.io/api module go.mod pins (go generate)")
+
 // TestTheEmbeddedCRDsAreThoseOfThePinnedAPIModule fails when go.mod moves istio.io/api and
 // `go generate ./internal/validate` was not run.
 func TestTheEmbeddedCRDsAreThoseOfThePinnedAPIModule(t *testing.T) {
@@ -127,11 +132,49 @@ func TestTheEmbeddedCRDsAreThoseOfThePinnedAPIModule(t *testing.T) {
 	if err != nil {
 		t.Skipf("go list: %v", err)
 	}
-	want, err := os.ReadFile(filepath.Join(string(bytes.TrimSpace(out)), "kubernetes", "customresourcedefinitions.gen.yaml"))
+	module, err := os.ReadFile(filepath.Join(string(bytes.TrimSpace(out)), "kubernetes", "customresourcedefinitions.gen.yaml"))
 	require.NoError(t, err)
-	got, err := os.ReadFile("crds.gen.yaml")
+	want := crdsByKind(t, module)
+	if *updateCRDs {
+		require.NoError(t, os.WriteFile("crds.gen.json", want, 0o644))
+	}
+	got, err := os.ReadFile("crds.gen.json")
 	require.NoError(t, err)
-	require.True(t, bytes.Equal(want, got), "crds.gen.yaml differs from istio.io/api's: run go generate ./internal/validate")
+	require.True(t, bytes.Equal(want, got), "crds.gen.json differs from istio.io/api's CRDs: run go generate ./internal/validate")
+}
+
+// crdsByKind is the embedded form of a file of CRDs: each document as JSON, keyed by group/Kind.
+func crdsByKind(t *testing.T, data []byte) []byte {
+	t.Helper()
+	byKind := map[string]json.RawMessage{}
+	for _, doc := range regexp.MustCompile(`(?m)^---[ \t]*$`).Split(string(data), -1) {
+		var crd struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Group string `json:"group"`
+				Names struct {
+					Kind string `json:"kind"`
+				} `json:"names"`
+			} `json:"spec"`
+		}
+		js, err := yaml.YAMLToJSON([]byte(doc))
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(js, &crd))
+		if crd.Kind != "CustomResourceDefinition" {
+			continue // an empty document
+		}
+		byKind[crd.Spec.Group+"/"+crd.Spec.Names.Kind] = js
+	}
+	require.NotEmpty(t, byKind)
+	out, err := json.Marshal(byKind)
+	require.NoError(t, err)
+	return out
+}
+
+func TestEveryEmbeddedCRDCompiles(t *testing.T) {
+	kinds, err := validate.CompileAll(validator(t))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, kinds, 15, "Istio's API defines at least 15 kinds")
 }
 
 // The schema validator keeps the validators of nested fields from one object to the next, by

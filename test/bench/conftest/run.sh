@@ -26,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 go build -trimpath -o "$work/meshguard" ./cmd/meshguard
 go run ./test/bench/cmd/corpus "$work/corpus" "$N"
 mkdir -p "$work/data"
-go run ./test/bench/cmd/crdschemas internal/validate/crds.gen.yaml "$work/data/crd_schemas.json"
+go run ./test/bench/cmd/crdschemas internal/validate/crds.gen.json "$work/data/crd_schemas.json"
 mkdir -p "$work/policy-schema"
 cp test/bench/conftest/policy/*.rego test/bench/conftest/schema/*.rego "$work/policy-schema/"
 # The schema policy must see the schemas: a string for an integer is refused.

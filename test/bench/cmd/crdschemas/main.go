@@ -1,24 +1,22 @@
-// Command crdschemas writes, as conftest data, the OpenAPI schema of each kind of a file of
-// CustomResourceDefinitions: `go run ./test/bench/cmd/crdschemas CRDS.yaml OUT.json` writes
-// {"crd_schemas": {"VirtualService": {...}, ...}}, the storage version's schema of each kind.
+// Command crdschemas writes, as conftest data, the OpenAPI schema of each kind of the Istio CRDs
+// meshguard embeds: `go run ./test/bench/cmd/crdschemas internal/validate/crds.gen.json OUT.json`
+// writes {"crd_schemas": {"VirtualService": {...}, ...}}, the storage version's schema of each
+// kind.
 // The bench's schema policy (test/bench/conftest/schema) checks objects against them with
 // OPA's json.match_schema, as conftest users check objects against a CRD's schema.
 package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
 func main() {
 	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: crdschemas CRDS.yaml OUT.json")
+		fmt.Fprintln(os.Stderr, "usage: crdschemas CRDS.json OUT.json")
 		os.Exit(2)
 	}
 	if err := run(os.Args[1], os.Args[2]); err != nil {
@@ -28,20 +26,16 @@ func main() {
 }
 
 func run(in, out string) error {
-	f, err := os.Open(in)
+	data, err := os.ReadFile(in)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	var crds map[string]apiextensionsv1.CustomResourceDefinition // by group/Kind
+	if err := json.Unmarshal(data, &crds); err != nil {
+		return fmt.Errorf("decode %s: %w", in, err)
+	}
 	schemas := map[string]*apiextensionsv1.JSONSchemaProps{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-	for {
-		var crd apiextensionsv1.CustomResourceDefinition
-		if err := dec.Decode(&crd); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return fmt.Errorf("decode %s: %w", in, err)
-		}
+	for _, crd := range crds {
 		for _, v := range crd.Spec.Versions {
 			if v.Storage && v.Schema != nil {
 				schemas[crd.Spec.Names.Kind] = v.Schema.OpenAPIV3Schema
