@@ -1,7 +1,8 @@
 // Package validate judges Istio objects as a cluster does before it stores them: kube-apiserver
 // with the Istio CRDs (structural schema, strict fields, x-kubernetes-validations CEL rules) and
-// istiod's validating webhook (istio.io/istio/pkg/config/validation). Schemas and CEL programs
-// are compiled once, in New; each object then costs only its evaluation.
+// istiod's validating webhook (istio.io/istio/pkg/config/validation). A kind's schema and CEL
+// programs are compiled once, when an object of that kind is first validated; each object then
+// costs only its evaluation.
 package validate
 
 import (
