@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,9 +168,21 @@ func crdsByKind(t *testing.T, data []byte) []byte {
 		byKind[crd.Spec.Group+"/"+crd.Spec.Names.Kind] = js
 	}
 	require.NotEmpty(t, byKind)
-	out, err := json.Marshal(byKind)
-	require.NoError(t, err)
-	return out
+	// One kind a line, so that a new istio.io/api shows in a diff as the kinds it changed.
+	keys := slices.Sorted(maps.Keys(byKind))
+	var out bytes.Buffer
+	out.WriteString("{\n")
+	for i, k := range keys {
+		var compact bytes.Buffer
+		require.NoError(t, json.Compact(&compact, byKind[k]))
+		fmt.Fprintf(&out, "%q: %s", k, compact.Bytes())
+		if i < len(keys)-1 {
+			out.WriteString(",")
+		}
+		out.WriteString("\n")
+	}
+	out.WriteString("}\n")
+	return out.Bytes()
 }
 
 func TestEveryEmbeddedCRDCompiles(t *testing.T) {
