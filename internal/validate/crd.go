@@ -205,9 +205,11 @@ type schemaValidator struct {
 	size   atomic.Int64
 }
 
-// maxCachedValidators bounds the validators kept per CRD version (about 2 KB each): paths with
-// list indexes and map keys come from the objects.
-const maxCachedValidators = 16384
+// maxCachedValidators bounds the validators kept per CRD version (about 2 KB each, so 8 MB):
+// paths with list indexes and map keys come from the objects, and a file of one object with a
+// million map keys must not keep a million validators. Istio's own configs and the generated
+// 10,000-object mesh use a few hundred paths per kind.
+const maxCachedValidators = 4096
 
 func newSchemaValidator(openAPI *spec.Schema) *schemaValidator {
 	s := &schemaValidator{}

@@ -10,3 +10,20 @@ func CompileAll(v *Validator) (int, error) {
 	}
 	return len(v.crds), nil
 }
+
+// MaxCachedValidators is the bound on validators kept per CRD version.
+const MaxCachedValidators = maxCachedValidators
+
+// CachedValidators counts the nested-field validators kept for the served versions of a kind.
+func CachedValidators(v *Validator, group, kind string) int {
+	versions, _ := v.crds[groupKind{group, kind}].compiled()
+	seen := map[*crdVersion]bool{}
+	n := 0
+	for _, cv := range versions {
+		if !seen[cv] {
+			seen[cv] = true
+			n += int(cv.schema.size.Load())
+		}
+	}
+	return n
+}

@@ -262,3 +262,25 @@ func TestOneValidatorJudgesAlikeFromManyGoroutines(t *testing.T) {
 		}
 	}
 }
+
+func TestTheValidatorsKeptStopAtTheirBoundAndJudgeAlikePastIt(t *testing.T) {
+	v, err := validate.New()
+	require.NoError(t, err)
+	// One route matching on many headers: every header is a path of its own.
+	n := validate.MaxCachedValidators + 1000
+	var headers strings.Builder
+	for i := range n {
+		fmt.Fprintf(&headers, "h%d: {exact: v}, ", i)
+	}
+	doc := func(last string) map[string]any {
+		return rawOf(t, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: b}\nspec:\n  hosts: [a]\n  http:\n  - match: [{headers: {"+headers.String()+"last: "+last+"}}]\n    route: [{destination: {host: a}}]\n")
+	}
+	require.Empty(t, v.Schema(context.Background(), doc("{exact: v}")))
+	kept := validate.CachedValidators(v, "networking.istio.io", "VirtualService")
+	require.Equal(t, validate.MaxCachedValidators, kept)
+	// Past the bound, validators are built as kube-openapi builds them, and still refuse.
+	issues := v.Schema(context.Background(), doc("{exact: 5}"))
+	require.NotEmpty(t, issues)
+	require.Equal(t, "spec.http[0].match[0].headers.last.exact", issues[0].Path)
+	require.Equal(t, kept, validate.CachedValidators(v, "networking.istio.io", "VirtualService"))
+}
