@@ -47,9 +47,19 @@ func (p *Problem) Error() string {
 	return b.String()
 }
 
+// source is where a document came from: its file, the line of its top node, the lines before it
+// in the file, and its node tree, or the text to build that from when a field's line is asked.
+type source struct {
+	file   string
+	line   int
+	offset int
+	node   *yaml.Node
+	text   []byte
+}
+
 // fromRaw builds an Object from a generic document. It returns (nil, nil) for documents of
 // kinds meshguard does not check.
-func fromRaw(raw map[string]any, node *yaml.Node, file string, line, offset int) (*Object, *Problem) {
+func fromRaw(raw map[string]any, src source) (*Object, *Problem) {
 	apiVersion, _ := raw["apiVersion"].(string)
 	kind, _ := raw["kind"].(string)
 	known, served := classify(apiVersion, kind)
@@ -61,10 +71,11 @@ func fromRaw(raw map[string]any, node *yaml.Node, file string, line, offset int)
 		APIVersion:  apiVersion,
 		Kind:        kind,
 		Raw:         raw,
-		File:        file,
-		Line:        line + offset,
-		node:        node,
-		offset:      offset,
+		File:        src.file,
+		Line:        src.line + src.offset,
+		node:        src.node,
+		text:        src.text,
+		offset:      src.offset,
 		Labels:      stringMap(meta["labels"]),
 		Annotations: stringMap(meta["annotations"]),
 	}
@@ -72,7 +83,7 @@ func fromRaw(raw map[string]any, node *yaml.Node, file string, line, offset int)
 	o.Name, _ = meta["name"].(string)
 	o.Created, _ = meta["creationTimestamp"].(string)
 	problem := func(path, format string, args ...any) *Problem {
-		p := &Problem{File: file, Path: path, Message: fmt.Sprintf(format, args...),
+		p := &Problem{File: src.file, Path: path, Message: fmt.Sprintf(format, args...),
 			APIVersion: apiVersion, Kind: kind, Namespace: o.Namespace, Name: o.Name, Annotations: o.Annotations}
 		p.Line = o.FieldLine(path)
 		return p

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // DefaultMaxFileSize bounds one input file. The API server refuses objects over ~1.5 MiB, so a
@@ -236,7 +234,7 @@ func parseFile(file string, data []byte) ([]*Object, []*Problem) {
 	var objects []*Object
 	var problems []*Problem
 	for _, doc := range splitDocuments(data) {
-		node, v, p := parseDocument(doc)
+		node, line, v, p := parseDocument(doc)
 		if p != nil {
 			p.File = display
 			problems = append(problems, p)
@@ -245,47 +243,54 @@ func parseFile(file string, data []byte) ([]*Object, []*Problem) {
 		if v == nil {
 			continue
 		}
-		objs, probs := objectsOf(v, node, display, doc.firstLine-1)
+		objs, probs := objectsOf(v, source{node: node, text: doc.text, line: line, file: display, offset: doc.firstLine - 1})
 		objects = append(objects, objs...)
 		problems = append(problems, probs...)
 	}
 	return objects, problems
 }
 
-// objectsOf turns one document into objects, unwrapping `kind: List` (and any *List kind with
-// items, as kubectl does).
-func objectsOf(v any, node *yaml.Node, file string, offset int) ([]*Object, []*Problem) {
+// listItems returns the items of a `kind: List` document (and of any *List kind with items, as
+// kubectl reads them).
+func listItems(v any) ([]any, bool) {
+	m, _ := v.(map[string]any)
+	if kind, _ := m["kind"].(string); strings.HasSuffix(kind, "List") {
+		items, ok := m["items"].([]any)
+		return items, ok
+	}
+	return nil, false
+}
+
+// objectsOf turns one document into objects, unwrapping a list of them.
+func objectsOf(v any, src source) ([]*Object, []*Problem) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		// A top-level list or scalar is not a Kubernetes object; nothing to check.
 		return nil, nil
 	}
-	if kind, _ := m["kind"].(string); strings.HasSuffix(kind, "List") {
-		if items, ok := m["items"].([]any); ok {
-			var objects []*Object
-			var problems []*Problem
-			itemsNode := child(node, "items")
-			for i, it := range items {
-				o, ok := it.(map[string]any)
-				if !ok {
-					continue
-				}
-				n := child(itemsNode, fmt.Sprint(i))
-				line := node.Line
-				if n != nil {
-					line = n.Line
-				}
-				obj, p := fromRaw(o, n, file, line, offset)
-				if p != nil {
-					problems = append(problems, p)
-				} else if obj != nil {
-					objects = append(objects, obj)
-				}
+	if items, ok := listItems(v); ok {
+		var objects []*Object
+		var problems []*Problem
+		itemsNode := child(src.node, "items")
+		for i, it := range items {
+			o, ok := it.(map[string]any)
+			if !ok {
+				continue
 			}
-			return objects, problems
+			item := source{file: src.file, offset: src.offset, line: src.line}
+			if item.node = child(itemsNode, fmt.Sprint(i)); item.node != nil {
+				item.line = item.node.Line
+			}
+			obj, p := fromRaw(o, item)
+			if p != nil {
+				problems = append(problems, p)
+			} else if obj != nil {
+				objects = append(objects, obj)
+			}
 		}
+		return objects, problems
 	}
-	obj, p := fromRaw(m, node, file, node.Line, offset)
+	obj, p := fromRaw(m, src)
 	if p != nil {
 		return nil, []*Problem{p}
 	}

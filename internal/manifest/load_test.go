@@ -157,6 +157,13 @@ func TestFieldLinePointsAtTheField(t *testing.T) {
 	require.Equal(t, 12, o.FieldLine("spec.http[0].retries.attempts"))
 	require.Equal(t, 11, o.FieldLine("spec.http[0].retries.perTryTimeout"), "an absent field falls back to its parent")
 	require.Equal(t, 1, o.FieldLine(""))
+
+	// A later document of a file, read by the fast path: its lines are built on demand.
+	objs, _ = Parse("f", []byte("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"+vs))
+	require.Len(t, objs, 1)
+	require.Nil(t, objs[0].node, "the fast path read it, without a node tree")
+	require.Equal(t, 5+12, objs[0].FieldLine("spec.http[0].retries.attempts"))
+	require.Equal(t, 5+1, objs[0].Line)
 }
 
 func TestLoadRefusesWhatItCannotRead(t *testing.T) {

@@ -34,7 +34,9 @@ type Object struct {
 	File string
 	Line int
 
-	node     *yaml.Node
+	node     *yaml.Node // the document's node tree, built from text on first use when nil
+	text     []byte
+	nodeOnce sync.Once
 	offset   int // lines before the object's document in its file
 	specOnce sync.Once
 	spec     proto.Message
@@ -82,14 +84,17 @@ func (o *Object) Key() string { return o.Kind + "/" + o.Namespace + "/" + o.Name
 // FieldLine returns the line of the field at path (e.g. "spec.http[0].retries.attempts"),
 // falling back to its closest present ancestor and then to the object's line.
 func (o *Object) FieldLine(path string) int {
-	if o.node == nil || path == "" {
+	if path == "" {
 		return o.Line
 	}
 	if v, ok := o.lines.Load(path); ok {
 		return v.(int)
 	}
+	n := o.tree()
+	if n == nil {
+		return o.Line
+	}
 	line := o.Line
-	n := o.node
 	for _, seg := range SplitPath(path) {
 		next := child(n, seg)
 		if next == nil {
@@ -100,6 +105,21 @@ func (o *Object) FieldLine(path string) int {
 	}
 	o.lines.Store(path, line)
 	return line
+}
+
+// tree returns the object's node tree, parsing its document with yaml.v3 the first time it is
+// needed when the fast path read it; nil for an object that did not come from a file.
+func (o *Object) tree() *yaml.Node {
+	o.nodeOnce.Do(func() {
+		if o.node != nil || o.text == nil {
+			return
+		}
+		var root yaml.Node
+		if yaml.Unmarshal(o.text, &root) == nil && len(root.Content) > 0 {
+			o.node = root.Content[0]
+		}
+	})
+	return o.node
 }
 
 // child steps from n to its member seg: a mapping key or a list index.
@@ -197,7 +217,7 @@ func isIdent(s string) bool {
 // meshguard does not check, and the Problem MG001 reports (with its field path) when the spec
 // fails the strict check that Load applies; the Object is still returned then, for its identity.
 func NewObject(raw map[string]any) (*Object, *Problem) {
-	return fromRaw(raw, nil, "", 0, 0)
+	return fromRaw(raw, source{})
 }
 
 // SpecMap is the object's spec in its generic form, or nil when it has none (or it is not a map).

@@ -59,23 +59,31 @@ func isDocSeparator(line []byte) bool {
 	return len(rest) == 0 || rest[0] == '#'
 }
 
-// parseDocument parses one document into its node tree and generic value.
-// It returns (nil, nil, nil) for an empty document.
-func parseDocument(doc document) (*yaml.Node, any, *Problem) {
+// parseDocument reads one document: its generic value, the line of its top node, and the node
+// tree when yaml.v3 read it. A document in the fast path's subset has no tree (Object.FieldLine
+// builds it when a finding needs a field's line), save a `kind: List`, whose items' lines are
+// needed at once. It returns a nil value for an empty document.
+func parseDocument(doc document) (*yaml.Node, int, any, *Problem) {
+	if v, line, ok := fastParse(doc.text); ok {
+		if _, list := listItems(v); !list {
+			return nil, line, v, nil
+		}
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(doc.text, &root); err != nil {
 		line, msg := yamlErrorLine(err)
-		return nil, nil, &Problem{Line: doc.firstLine + max(line-1, 0), Message: "invalid YAML: " + msg}
+		return nil, 0, nil, &Problem{Line: doc.firstLine + max(line-1, 0), Message: "invalid YAML: " + msg}
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
-		return nil, nil, nil
+		return nil, 0, nil, nil
 	}
+	top := root.Content[0]
 	c := converter{offset: doc.firstLine - 1}
-	v, err := c.value(root.Content[0])
+	v, err := c.value(top)
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
-	return root.Content[0], v, nil
+	return top, top.Line, v, nil
 }
 
 var (
