@@ -143,7 +143,7 @@ func mtlsFacts(h mesh.HostMTLS) map[string]any {
 			plaintext = false
 		}
 		modes = append(modes, string(e.Mode))
-		p := "(none: Istio's default, PERMISSIVE)"
+		p := "no PeerAuthentication: Istio's default, PERMISSIVE"
 		if e.Policy != nil {
 			p = string(e.Level) + " policy " + e.Policy.Namespace + "/" + e.Policy.Name
 		}
