@@ -10,9 +10,9 @@ import (
 // fastParse reads one YAML document written in the subset nearly every manifest keeps to
 // (block mappings and sequences, one-line flow collections, one-line plain and quoted scalars,
 // comments) straight into the values the converter makes of yaml.v3's node tree, and the line of
-// its top node. yaml.v3 reads the generated 10,000-object mesh at 10-17 MB/s, and building its
-// node tree and converting it was over half of `meshguard lint`'s CPU; this reads the same text
-// about six times faster. The fields' lines are needed only for the objects a finding is
+// its top node. yaml.v3 and the converter read the generated mesh at 7 MB/s, and that was over
+// half of `meshguard lint`'s CPU; this reads it at 50 MB/s, with a quarter of the allocations
+// (BenchmarkReadDocument). The fields' lines are needed only for the objects a finding is
 // reported on, so Object.FieldLine builds their trees with yaml.v3 when asked.
 //
 // ok is false for anything outside the subset (anchors, aliases, tags, block scalars, explicit

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -186,4 +187,48 @@ func sameAsYAMLv3(t *testing.T, text []byte) bool {
 	require.Equal(t, want, got, "in:\n%s", text)
 	require.Equal(t, root.Content[0].Line, line, "the top node's line in:\n%s", text)
 	return true
+}
+
+// BenchmarkReadDocument reads the documents of the generated mesh as the loader does, by the
+// fast path and by yaml.v3 and the converter, so that the two costs stay visible side by side.
+func BenchmarkReadDocument(b *testing.B) {
+	dir := b.TempDir()
+	require.NoError(b, bench.Generate(dir, 1000))
+	var docs [][]byte
+	size := 0
+	require.NoError(b, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		for _, d := range splitDocuments(data) {
+			docs = append(docs, d.text)
+			size += len(d.text)
+		}
+		return err
+	}))
+	b.Run("fast", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		for b.Loop() {
+			for _, d := range docs {
+				if _, _, ok := fastParse(d); !ok && len(bytes.TrimSpace(d)) > 0 {
+					b.Fatalf("not in the fast subset:\n%s", d)
+				}
+			}
+		}
+	})
+	b.Run("yaml.v3", func(b *testing.B) {
+		b.SetBytes(int64(size))
+		for b.Loop() {
+			for _, d := range docs {
+				var root yaml.Node
+				require.NoError(b, yaml.Unmarshal(d, &root))
+				if len(root.Content) > 0 {
+					if _, p := (&converter{}).value(root.Content[0]); p != nil {
+						b.Fatal(p)
+					}
+				}
+			}
+		}
+	})
 }
