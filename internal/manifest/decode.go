@@ -108,7 +108,7 @@ func fromRaw(raw map[string]any, src source) (*Object, *Problem) {
 		spec = map[string]any{}
 	}
 	desc := kinds[kind].newSpec().ProtoReflect().Descriptor()
-	if path, err := checkMessage(desc, spec, "spec"); err != nil {
+	if path, err := checkSpec(desc, spec); err != nil {
 		return o, problem(path, "%v", err)
 	}
 	return o, nil
@@ -140,10 +140,48 @@ func stringMap(v any) map[string]string {
 	return out
 }
 
-// checkMessage walks a generic value against a protobuf message descriptor the way Istio's JSON
-// decoder reads it, and returns the path and reason of the first mismatch. It exists to name the
-// exact field: the decoder's own errors do not say where in the document they are.
-func checkMessage(md protoreflect.MessageDescriptor, v any, path string) (string, error) {
+// checkSpec checks a spec against its message descriptor and returns the path and reason of the
+// first mismatch in field order. Nearly every spec passes, so the check first runs without
+// spelling out paths or ordering keys, and runs again with them only to report a mismatch.
+func checkSpec(md protoreflect.MessageDescriptor, spec any) (string, error) {
+	if _, err := (checker{}).message(md, spec, ""); err == nil {
+		return "", nil
+	}
+	return checker{paths: true}.message(md, spec, "spec")
+}
+
+// checker walks a generic value against a protobuf message descriptor the way Istio's JSON
+// decoder reads it. It exists to name the exact field: the decoder's own errors do not say where
+// in the document they are. With paths, it visits keys in order and names each field's path.
+type checker struct{ paths bool }
+
+func (c checker) field(path, key string) string {
+	if !c.paths {
+		return ""
+	}
+	return JoinField(path, key)
+}
+
+func (c checker) index(path string, i int) string {
+	if !c.paths {
+		return ""
+	}
+	return JoinIndex(path, i)
+}
+
+func (c checker) keys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	if c.paths {
+		sort.Strings(keys)
+	}
+	return keys
+}
+
+// message checks an object against a message descriptor: known fields, one of each oneof.
+func (c checker) message(md protoreflect.MessageDescriptor, v any, path string) (string, error) {
 	if v == nil {
 		return "", nil
 	}
@@ -157,15 +195,11 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path string) (string
 	if !ok {
 		return path, fmt.Errorf("expected an object (%s), got %s", md.Name(), describe(v))
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := c.keys(m)
 	fields := md.Fields()
 	oneofs := map[protoreflect.FullName]string{}
 	for _, k := range keys {
-		fp := JoinField(path, k)
+		fp := c.field(path, k)
 		fd := fields.ByJSONName(k)
 		if fd == nil {
 			fd = fields.ByName(protoreflect.Name(k))
@@ -179,14 +213,15 @@ func checkMessage(md protoreflect.MessageDescriptor, v any, path string) (string
 			}
 			oneofs[od.FullName()] = k
 		}
-		if p, err := checkField(fd, m[k], fp); err != nil {
+		if p, err := c.value(fd, m[k], fp); err != nil {
 			return p, err
 		}
 	}
 	return "", nil
 }
 
-func checkField(fd protoreflect.FieldDescriptor, v any, path string) (string, error) {
+// value checks a field's value: a map, a list or a single value.
+func (c checker) value(fd protoreflect.FieldDescriptor, v any, path string) (string, error) {
 	if v == nil {
 		return "", nil
 	}
@@ -196,17 +231,12 @@ func checkField(fd protoreflect.FieldDescriptor, v any, path string) (string, er
 		if !ok {
 			return path, fmt.Errorf("expected a map, got %s", describe(v))
 		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fp := JoinField(path, k)
+		for _, k := range c.keys(m) {
+			fp := c.field(path, k)
 			if err := checkMapKey(fd.MapKey(), k); err != nil {
 				return fp, err
 			}
-			if p, err := checkSingular(fd.MapValue(), m[k], fp); err != nil {
+			if p, err := c.single(fd.MapValue(), m[k], fp); err != nil {
 				return p, err
 			}
 		}
@@ -217,23 +247,24 @@ func checkField(fd protoreflect.FieldDescriptor, v any, path string) (string, er
 			return path, fmt.Errorf("expected a list, got %s", describe(v))
 		}
 		for i, e := range l {
-			if p, err := checkSingular(fd, e, JoinIndex(path, i)); err != nil {
+			if p, err := c.single(fd, e, c.index(path, i)); err != nil {
 				return p, err
 			}
 		}
 		return "", nil
 	}
-	return checkSingular(fd, v, path)
+	return c.single(fd, v, path)
 }
 
-func checkSingular(fd protoreflect.FieldDescriptor, v any, path string) (string, error) {
+// single checks one value of a field.
+func (c checker) single(fd protoreflect.FieldDescriptor, v any, path string) (string, error) {
 	if v == nil {
 		return "", nil
 	}
 	var err error
 	switch fd.Kind() {
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return checkMessage(fd.Message(), v, path)
+		return c.message(fd.Message(), v, path)
 	case protoreflect.EnumKind:
 		err = checkEnum(fd.Enum(), v)
 	case protoreflect.BoolKind:

@@ -60,6 +60,8 @@ func TestParseReportsProblemsWithFileLineAndField(t *testing.T) {
 			strings.Replace(vs, "  name: reviews\n", "", 1), 3, "metadata.name", "required"},
 		{"two alternatives of a oneof are refused",
 			"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  http:\n  - match:\n    - uri: {exact: /a, prefix: /b}\n", 7, "spec.http[0].match[0].uri.prefix", "set only one"},
+		{"of two mistakes, the first in field order is reported, whatever the map's order",
+			"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  zzz: 1\n  hosts: [a]\n  http: [{retries: {attempts: x}}]\n  aaa: 2\n", 8, "spec.aaa", "unknown field"},
 		{"a port-level key that is not a port is refused",
 			"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: p}\nspec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    http: {mode: STRICT}\n", 7, `spec.portLevelMtls.http`, "not a port number"},
 	}

@@ -16,7 +16,7 @@ import (
 // istio.io/api's UnmarshalJSON uses) reads it, without a round trip through JSON text: field
 // names in JSON or proto form, null as unset (in maps too), enums by name or number, numbers
 // also written as strings, durations as Go durations ("1m30s"). fromRaw has already checked the
-// shape (checkMessage), so an error here is a value the check let through.
+// shape (checkSpec), so an error here is a value the check let through.
 func fill(m protoreflect.Message, v any) error {
 	md := m.Descriptor()
 	if f, ok := fillWellKnown[md.FullName()]; ok {
