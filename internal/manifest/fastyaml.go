@@ -9,8 +9,8 @@ import (
 
 // fastParse reads one YAML document written in the subset nearly every manifest keeps to
 // (block mappings and sequences, one-line flow collections, one-line plain and quoted scalars,
-// comments) straight into the values the converter makes of yaml.v3's node tree, and the line of
-// its top node. yaml.v3 and the converter read the generated mesh at 7 MB/s, and that was over
+// comments; or one flow collection over many lines, as JSON is) straight into the values the
+// converter makes of yaml.v3's node tree, and the line of its top node. yaml.v3 and the converter read the generated mesh at 7 MB/s, and that was over
 // half of `meshguard lint`'s CPU; this reads it at 50 MB/s, with a quarter of the allocations
 // (BenchmarkReadDocument). The fields' lines are needed only for the objects a finding is
 // reported on, so Object.FieldLine builds their trees with yaml.v3 when asked.
@@ -37,6 +37,7 @@ func fastParse(text []byte) (v any, line int, ok bool) {
 	}
 	p.pos += ind
 	line = p.line
+	p.multiline = p.at(p.pos) == '{' || p.at(p.pos) == '['
 	if v, ok = p.block(ind); !ok || v == nil {
 		return nil, 0, false
 	}
@@ -60,6 +61,9 @@ type fastParser struct {
 	line  int // the line of pos, from 1
 	depth int
 	tmp   yaml.Node // a plain scalar being resolved
+	// multiline is set for a document that is one flow collection, as JSON is: its lines may
+	// break between the collections' items.
+	multiline bool
 }
 
 // at returns the byte at i, or 0 past the end (the text holds no NUL).
@@ -450,7 +454,8 @@ func (p *fastParser) quoted() (string, bool) {
 	return body, true
 }
 
-// flow parses a flow sequence or mapping that closes on its line.
+// flow parses a flow sequence or mapping that closes on its line, or, in a document that is one
+// flow collection (JSON), on a later one.
 func (p *fastParser) flow() (any, bool) {
 	if p.depth++; p.depth > fastMaxDepth {
 		return nil, false
@@ -473,22 +478,25 @@ func (p *fastParser) flow() (any, bool) {
 		return l, true
 	}
 	p.pos++
-	p.flowBlanks()
+	if !p.flowSpace(true) {
+		return nil, false
+	}
 	if p.at(p.pos) == closer {
 		return done()
 	}
 	for {
 		var k string
 		if mapping {
-			var ok bool
-			if k, ok = p.flowKey(); !ok || p.at(p.pos) != ':' || p.at(p.pos+1) != ' ' {
+			var ok, quoted bool
+			// After a quoted key the colon may touch the value, as in JSON.
+			if k, quoted, ok = p.flowKey(); !ok || p.at(p.pos) != ':' || !quoted && p.at(p.pos+1) != ' ' {
 				return nil, false
 			}
 			if _, dup := m[k]; dup {
 				return nil, false
 			}
 			p.pos++
-			p.flowBlanks()
+			p.flowSpace(false)
 		}
 		v, ok := p.flowItem()
 		if !ok {
@@ -499,11 +507,15 @@ func (p *fastParser) flow() (any, bool) {
 		} else {
 			l = append(l, v)
 		}
-		p.flowBlanks()
+		if !p.flowSpace(true) {
+			return nil, false
+		}
 		switch p.at(p.pos) {
 		case ',':
 			p.pos++
-			p.flowBlanks()
+			if !p.flowSpace(true) {
+				return nil, false
+			}
 			if p.at(p.pos) == closer {
 				return done()
 			}
@@ -515,9 +527,25 @@ func (p *fastParser) flow() (any, bool) {
 	}
 }
 
-func (p *fastParser) flowBlanks() {
-	for p.at(p.pos) == ' ' {
-		p.pos++
+// flowSpace moves past blanks, and past line ends too where the document may break lines there
+// (lines, in a multiline document). It fails on a document marker.
+func (p *fastParser) flowSpace(lines bool) bool {
+	for {
+		switch p.at(p.pos) {
+		case ' ':
+			p.pos++
+		case '\n':
+			if !lines || !p.multiline {
+				return true
+			}
+			p.pos++
+			p.line++
+			if strings.HasPrefix(p.str[p.pos:], "---") || strings.HasPrefix(p.str[p.pos:], "...") {
+				return false
+			}
+		default:
+			return true
+		}
 	}
 }
 
@@ -535,22 +563,25 @@ func (p *fastParser) flowItem() (any, bool) {
 	return p.plain(p.pos, end)
 }
 
-// flowKey reads the key of a flow mapping, up to its colon.
-func (p *fastParser) flowKey() (string, bool) {
+// flowKey reads the key of a flow mapping, up to its colon, and says whether it was quoted.
+func (p *fastParser) flowKey() (string, bool, bool) {
 	switch p.at(p.pos) {
 	case '"', '\'':
-		return p.quoted()
+		k, ok := p.quoted()
+		return k, true, ok
 	}
 	end, ok := p.flowPlainEnd(true)
 	if !ok || end-p.pos > fastMaxKey {
-		return "", false
+		return "", false, false
 	}
-	return p.plainText(p.pos, end)
+	k, ok := p.plainText(p.pos, end)
+	return k, false, ok
 }
 
 // flowPlainEnd finds the end of a plain scalar inside a flow collection: a flow indicator, or for
-// a key its colon. One holding a colon (other than a key's), a question mark or a comment goes
-// to yaml.v3.
+// a key its colon, or in a multiline document the line end (the flow loop then wants a comma or
+// the closer next, so a scalar continued on the next line goes to yaml.v3). One holding a colon
+// (other than a key's), a question mark or a comment goes to yaml.v3.
 func (p *fastParser) flowPlainEnd(key bool) (int, bool) {
 	if !p.plainStart(p.pos, true) {
 		return 0, false
@@ -561,7 +592,9 @@ func (p *fastParser) flowPlainEnd(key bool) (int, bool) {
 			return j, !key
 		case ':':
 			return j, key
-		case '?', '\n':
+		case '\n':
+			return j, p.multiline && !key
+		case '?':
 			return 0, false
 		case '#':
 			if p.text[j-1] == ' ' {

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"encoding/json"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -60,6 +61,31 @@ func fastCorpus(t *testing.T) (real, generated [][]byte) {
 	return real, generated
 }
 
+// jsonRenderings writes each object among docs as indented and as compact JSON.
+func jsonRenderings(t *testing.T, docs [][]byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, d := range docs {
+		var root yaml.Node
+		if yaml.Unmarshal(d, &root) != nil || len(root.Content) == 0 {
+			continue
+		}
+		v, p := (&converter{}).value(root.Content[0])
+		if _, ok := v.(map[string]any); !ok || p != nil {
+			continue
+		}
+		for _, indent := range []string{"  ", ""} {
+			var b bytes.Buffer
+			enc := json.NewEncoder(&b)
+			enc.SetEscapeHTML(false)
+			enc.SetIndent("", indent)
+			require.NoError(t, enc.Encode(v))
+			out = append(out, b.Bytes())
+		}
+	}
+	return out
+}
+
 // mutate makes a document a few edits away from text, with the characters YAML gives meaning to,
 // so that the fast path meets every way of leaving its subset.
 func mutate(rng *rand.Rand, text []byte) []byte {
@@ -113,8 +139,18 @@ func TestFastParseReadsWhatYAMLv3Reads(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d documents of Istio's configs and this repository are in the fast subset", realTaken, len(real))
+	// The same objects as JSON, indented as `kubectl get -o json` prints them and compact.
+	jsonTaken := 0
+	docs := jsonRenderings(t, real)
+	for _, d := range docs {
+		if sameAsYAMLv3(t, d) {
+			jsonTaken++
+		}
+	}
+	t.Logf("%d of %d of them as JSON are in the fast subset", jsonTaken, len(docs))
+	require.Greater(t, jsonTaken, len(docs)/2, "JSON stays in the fast subset")
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, d := range append(real, generated...) {
+	for _, d := range append(append(real, generated...), docs...) {
 		for range 20 {
 			check(mutate(rng, d))
 		}
@@ -131,7 +167,10 @@ func TestFastParseLeavesTheRestToYAMLv3(t *testing.T) {
 		{"a literal block scalar", "a: |\n  x\n"},
 		{"a plain scalar over two lines", "a: one\n  two\n"},
 		{"a quoted scalar over two lines", "a: \"one\n  two\"\n"},
-		{"a flow collection over two lines", "a: [1,\n  2]\n"},
+		{"a flow collection over two lines inside a block", "a: [1,\n  2]\n"},
+		{"a JSON value continued on the next line", "[a\nb]\n"},
+		{"a JSON key before a line break", "{\"a\"\n: 1}\n"},
+		{"a document end marker inside JSON", "[1,\n...\n]\n"},
 		{"an empty value", "a:\nb: 1\n"},
 		{"an empty sequence item", "- \n- 1\n"},
 		{"a tab", "a:\t1\n"},
