@@ -46,19 +46,26 @@ func fastCorpus(t *testing.T) (real, generated [][]byte) {
 			real = append(real, d.text)
 		}
 	}
-	dir := t.TempDir()
-	require.NoError(t, bench.Generate(dir, 300))
-	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	return real, generatedDocuments(t, 300)
+}
+
+// generatedDocuments returns the documents of a generated mesh of n objects.
+func generatedDocuments(tb testing.TB, n int) [][]byte {
+	tb.Helper()
+	dir := tb.TempDir()
+	require.NoError(tb, bench.Generate(dir, n))
+	var docs [][]byte
+	require.NoError(tb, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		data, err := os.ReadFile(path)
 		for _, d := range splitDocuments(data) {
-			generated = append(generated, d.text)
+			docs = append(docs, d.text)
 		}
 		return err
 	}))
-	return real, generated
+	return docs
 }
 
 // jsonRenderings writes each object among docs as indented and as compact JSON.
@@ -231,21 +238,11 @@ func sameAsYAMLv3(t *testing.T, text []byte) bool {
 // BenchmarkReadDocument reads the documents of the generated mesh as the loader does, by the
 // fast path and by yaml.v3 and the converter, so that the two costs stay visible side by side.
 func BenchmarkReadDocument(b *testing.B) {
-	dir := b.TempDir()
-	require.NoError(b, bench.Generate(dir, 1000))
-	var docs [][]byte
+	docs := generatedDocuments(b, 1000)
 	size := 0
-	require.NoError(b, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		for _, d := range splitDocuments(data) {
-			docs = append(docs, d.text)
-			size += len(d.text)
-		}
-		return err
-	}))
+	for _, d := range docs {
+		size += len(d)
+	}
 	b.Run("fast", func(b *testing.B) {
 		b.SetBytes(int64(size))
 		for b.Loop() {
